@@ -1,0 +1,106 @@
+"""Checkpoint files: where they live, what is in them, and exporting them.
+
+Layout under the checkpoint root (``COOKBOOK_CHECKPOINT_ROOT``, default
+``~/.cache/cookbook/checkpoints``)::
+
+    <run_id>/weights/<name>/          save_state: adapter + optimizer (resumable)
+    <run_id>/sampler_weights/<name>/  save_weights_for_sampler: adapter only
+
+Each holds ``checkpoint.json`` (base model, LoRA config, kind), ``adapter.safetensors`` and, for
+training state, ``optimizer.pt``. Paths are returned as ``local://<run_id>/<kind>/<name>``; a
+plain filesystem path to such a directory works everywhere a path is accepted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from . import errors
+from .lora import Adapter, LoraSpec
+
+SCHEME = "local://"
+TRAINING, SAMPLER = "weights", "sampler_weights"
+
+
+def default_root() -> Path:
+    root = os.environ.get("COOKBOOK_CHECKPOINT_ROOT")
+    if root:
+        return Path(root)
+    base = os.environ.get("COOKBOOK_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "cookbook")
+    return Path(base) / "checkpoints"
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    base_model: str
+    lora: LoraSpec
+    kind: str
+    has_optimizer: bool
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        return json.dumps(d, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> "CheckpointInfo":
+        d = json.loads(text)
+        return cls(d["base_model"], LoraSpec(**d["lora"]), d["kind"], d["has_optimizer"])
+
+
+def resolve(path: str | os.PathLike, root: Path) -> Path:
+    """The directory of a checkpoint given as ``local://...`` or a filesystem path."""
+    text = str(path)
+    if text.startswith("tinker://"):
+        raise errors.CheckpointNotFoundError(
+            f"{text} is a checkpoint of the hosted Tinker service; use backend='tinker' to load it")
+    directory = root / text[len(SCHEME):] if text.startswith(SCHEME) else Path(os.path.expanduser(text))
+    if not (directory / "checkpoint.json").is_file():
+        raise errors.CheckpointNotFoundError(f"no checkpoint at {text} (looked for {directory / 'checkpoint.json'})")
+    return directory
+
+
+def read_info(directory: Path) -> CheckpointInfo:
+    return CheckpointInfo.from_json((directory / "checkpoint.json").read_text())
+
+
+def write(
+    root: Path, run_id: str, kind: str, name: str, info: CheckpointInfo, adapter: Adapter,
+    optimizer_state: dict | None, overwrite: bool,
+) -> str:
+    if not name or "/" in name or name in (".", ".."):
+        raise errors.InvalidRequestError(f"checkpoint name must be a non-empty string without '/', got {name!r}")
+    target = root / run_id / kind / name
+    if target.exists() and not overwrite:
+        raise errors.InvalidRequestError(f"checkpoint {SCHEME}{run_id}/{kind}/{name} exists; pass overwrite=True")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    try:
+        save_file({k: v.cpu().contiguous() for k, v in adapter.state_dict().items()}, tmp / "adapter.safetensors")
+        if optimizer_state is not None:
+            torch.save(optimizer_state, tmp / "optimizer.pt")
+        (tmp / "checkpoint.json").write_text(info.to_json())
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return f"{SCHEME}{run_id}/{kind}/{name}"
+
+
+def load_adapter_weights(directory: Path) -> dict[str, torch.Tensor]:
+    return load_file(directory / "adapter.safetensors")
+
+
+def load_optimizer_state(directory: Path) -> dict:
+    file = directory / "optimizer.pt"
+    if not file.is_file():
+        raise errors.CheckpointNotFoundError(f"{directory} holds no optimizer state (it is a sampler checkpoint)")
+    return torch.load(file, map_location="cpu", weights_only=True)

@@ -1,0 +1,149 @@
+"""The engine owns the device: one worker thread runs every request in submission order.
+
+Training requests run one at a time, in the order they were submitted (so per-client order holds).
+Sampling requests read frozen adapter snapshots, so they do not depend on training requests:
+when the worker reaches one, it takes every sampling request queued for the same base model,
+including ones submitted after later training requests, and decodes them as one batch.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import torch
+
+from .futures import LocalFuture
+from .model import BaseModel, resolve_device, resolve_dtype
+from .sampler import SampleJob, sample_batch
+
+T = TypeVar("T")
+
+
+class _Op:
+    __slots__ = ("fn", "future")
+
+    def __init__(self, fn: Callable[[], Any], future: LocalFuture) -> None:
+        self.fn, self.future = fn, future
+
+
+class _SampleOp:
+    __slots__ = ("model", "job")
+
+    def __init__(self, model: BaseModel, job: SampleJob) -> None:
+        self.model, self.job = model, job
+
+
+class Engine:
+    def __init__(
+        self,
+        device: str | None = None,
+        dtype: str | torch.dtype | None = None,
+        *,
+        coalesce_window_s: float = 0.003,
+        max_sample_rows: int = 256,
+        train_token_budget: int = 16384,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.coalesce_window_s = coalesce_window_s
+        self.max_sample_rows = max_sample_rows
+        self.train_token_budget = train_token_budget
+        self._models: dict[str, BaseModel] = {}
+        self._load_lock = threading.Lock()
+        self._queue: deque[_Op | _SampleOp] = deque()
+        self._cv = threading.Condition()
+        self._worker = threading.Thread(target=self._run, name="cookbook-local-engine", daemon=True)
+        self._worker.start()
+
+    def model(self, base_model: str) -> BaseModel:
+        """The shared frozen base model, loaded on first use."""
+        with self._load_lock:
+            if base_model not in self._models:
+                self._models[base_model] = BaseModel.load(base_model, self.device, self.dtype)
+            return self._models[base_model]
+
+    def submit(self, fn: Callable[[], T]) -> LocalFuture[T]:
+        future: LocalFuture[T] = LocalFuture()
+        self._push(_Op(fn, future))
+        return future
+
+    def submit_sample(self, model: BaseModel, job: SampleJob) -> LocalFuture:
+        self._push(_SampleOp(model, job))
+        return job.future
+
+    def _push(self, item: _Op | _SampleOp) -> None:
+        with self._cv:
+            self._queue.append(item)
+            self._cv.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._queue:
+                    self._cv.wait()
+                item = self._queue.popleft()
+            if isinstance(item, _Op):
+                self._run_op(item)
+            else:
+                self._run_samples(self._gather_samples(item))
+
+    @staticmethod
+    def _run_op(op: _Op) -> None:
+        try:
+            result = op.fn()
+        except BaseException as exc:  # noqa: BLE001 - the caller receives it through the future
+            op.future._fail(exc)
+        else:
+            op.future._set(result)
+
+    def _gather_samples(self, first: _SampleOp) -> list[_SampleOp]:
+        """Collect queued sample requests for the same model, waiting briefly for stragglers."""
+        batch, rows = [first], first.job.num_samples
+        deadline = time.monotonic() + self.coalesce_window_s
+        while True:
+            with self._cv:
+                kept: deque[_Op | _SampleOp] = deque()
+                while self._queue:
+                    item = self._queue.popleft()
+                    if (isinstance(item, _SampleOp) and item.model is first.model
+                            and rows + item.job.num_samples <= self.max_sample_rows):
+                        batch.append(item)
+                        rows += item.job.num_samples
+                    else:
+                        kept.append(item)
+                self._queue = kept
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or rows >= self.max_sample_rows:
+                    return batch
+                self._cv.wait(remaining)
+
+    @staticmethod
+    def _run_samples(ops: list[_SampleOp]) -> None:
+        jobs = [op.job for op in ops]
+        try:
+            responses = sample_batch(ops[0].model, jobs)
+        except BaseException as exc:  # noqa: BLE001
+            for job in jobs:
+                job.future._fail(exc)
+            return
+        for job, response in zip(jobs, responses):
+            job.future._set(response)
+
+
+_default_engines: dict[tuple[str, str], Engine] = {}
+_default_lock = threading.Lock()
+
+
+def default_engine(device: str | None = None, dtype: str | torch.dtype | None = None) -> Engine:
+    """One engine per (device, dtype) per process, so clients share base-model weights."""
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    key = (str(dev), str(dt))
+    with _default_lock:
+        if key not in _default_engines:
+            _default_engines[key] = Engine(str(dev), dt)
+        return _default_engines[key]

@@ -1,0 +1,55 @@
+"""Typed errors raised by the local backend.
+
+Every error is raised when the request is submitted, before anything is queued, so a rejected
+request never touches gradients, weights or optimizer state and the client stays usable.
+"""
+
+from __future__ import annotations
+
+
+class LocalBackendError(Exception):
+    """Base class of every error the local backend raises on purpose."""
+
+
+class InvalidRequestError(LocalBackendError, ValueError):
+    """The request is malformed (bad shapes, values or arguments)."""
+
+
+class LengthMismatchError(InvalidRequestError):
+    """A per-token loss input does not have the model input's length."""
+
+
+class UnknownLossError(InvalidRequestError):
+    """The loss function name is not one of the built-in losses."""
+
+
+class MissingLossInputError(InvalidRequestError):
+    """A loss function input the loss needs was not given."""
+
+
+class TokenOutOfVocabularyError(InvalidRequestError):
+    """A token id is negative or not smaller than the vocabulary size."""
+
+
+class ContextLengthExceededError(InvalidRequestError):
+    """A sequence (or prompt + max_tokens) is longer than the model's context window."""
+
+
+class EmptyInputError(InvalidRequestError):
+    """A prompt, model input or data list is empty."""
+
+
+class NonFiniteInputError(InvalidRequestError):
+    """A float input contains NaN or infinity."""
+
+
+class CheckpointNotFoundError(LocalBackendError, FileNotFoundError):
+    """No checkpoint exists at the given path."""
+
+
+class OptimizerParamsError(LocalBackendError, TypeError):
+    """optim_step got parameters of the wrong kind."""
+
+
+class ModelMismatchError(InvalidRequestError):
+    """A checkpoint was made for a different base model or LoRA configuration."""

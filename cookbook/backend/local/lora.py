@@ -1,0 +1,201 @@
+"""LoRA on a frozen, shared base model.
+
+The base model's target ``nn.Linear`` layers are wrapped once in :class:`LoRALinear`. The wrapper
+holds no adapter weights itself: an :class:`Adapter` (one per training client or sampler snapshot)
+holds ``A`` (rank x in) and ``B`` (out x rank, zero-initialised) for each module it trains, and
+the engine chooses which adapters are active for a call with :func:`use_adapters`. Rows of one
+batch may use different adapters (multi-LoRA decoding), or none (the base model).
+
+output = base(x) + (alpha / rank) * (x @ A^T) @ B^T
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+ATTN_SUFFIXES = ("q_proj", "k_proj", "v_proj", "o_proj")
+MLP_SUFFIXES = ("gate_proj", "up_proj", "down_proj")
+UNEMBED_NAME = "lm_head"
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    rank: int = 32
+    alpha: float = 32.0
+    train_attn: bool = True
+    train_mlp: bool = True
+    train_unembed: bool = True
+
+    @property
+    def scale(self) -> float:
+        return self.alpha / self.rank
+
+    def targets(self, module_names: Sequence[str]) -> list[str]:
+        chosen = []
+        for name in module_names:
+            leaf = name.rsplit(".", 1)[-1]
+            if (self.train_attn and leaf in ATTN_SUFFIXES) or (self.train_mlp and leaf in MLP_SUFFIXES) or (
+                self.train_unembed and name == UNEMBED_NAME
+            ):
+                chosen.append(name)
+        return chosen
+
+
+@dataclass
+class Adapter:
+    """One LoRA adapter: parameters keyed by wrapped-module name."""
+
+    spec: LoraSpec
+    a: dict[str, nn.Parameter] = field(default_factory=dict)
+    b: dict[str, nn.Parameter] = field(default_factory=dict)
+
+    def parameters(self) -> list[nn.Parameter]:
+        """Deterministic order: A then B of each module, modules sorted by name."""
+        out: list[nn.Parameter] = []
+        for name in sorted(self.a):
+            out += [self.a[name], self.b[name]]
+        return out
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        sd = {}
+        for name in sorted(self.a):
+            sd[f"{name}.lora_A"] = self.a[name].detach().clone()
+            sd[f"{name}.lora_B"] = self.b[name].detach().clone()
+        return sd
+
+    def load_state_dict(self, sd: dict[str, torch.Tensor]) -> None:
+        expected = {f"{n}.lora_{x}" for n in self.a for x in "AB"}
+        if set(sd) != expected:
+            missing, extra = sorted(expected - set(sd)), sorted(set(sd) - expected)
+            raise ValueError(f"adapter weights do not match this model: missing {missing[:3]}, unexpected {extra[:3]}")
+        with torch.no_grad():
+            for name in self.a:
+                self.a[name].copy_(sd[f"{name}.lora_A"])
+                self.b[name].copy_(sd[f"{name}.lora_B"])
+
+    def snapshot(self) -> "Adapter":
+        """A frozen copy (for sampling clients): later training does not change it."""
+        snap = Adapter(self.spec)
+        for name in self.a:
+            snap.a[name] = nn.Parameter(self.a[name].detach().clone(), requires_grad=False)
+            snap.b[name] = nn.Parameter(self.b[name].detach().clone(), requires_grad=False)
+        return snap
+
+    def num_bytes(self) -> int:
+        return sum(p.numel() * p.element_size() for p in self.parameters())
+
+
+def new_adapter(model: nn.Module, spec: LoraSpec, seed: int | None, device: torch.device) -> Adapter:
+    """Kaiming-uniform A (as nn.Linear does), zero B, in fp32."""
+    wrapped = {name: m for name, m in model.named_modules() if isinstance(m, LoRALinear)}
+    targets = spec.targets(sorted(wrapped))
+    if not targets:
+        raise ValueError("LoRA must train at least one of attention, MLP or unembedding")
+    gen = torch.Generator(device="cpu")
+    gen.manual_seed(0 if seed is None else int(seed))
+    adapter = Adapter(spec)
+    for name in targets:
+        base = wrapped[name].base
+        a = torch.empty(spec.rank, base.in_features)
+        bound = 1.0 / math.sqrt(base.in_features)  # kaiming_uniform_(a=sqrt(5)) bound
+        a.uniform_(-bound, bound, generator=gen)
+        adapter.a[name] = nn.Parameter(a.to(device))
+        adapter.b[name] = nn.Parameter(torch.zeros(base.out_features, spec.rank, device=device))
+    return adapter
+
+
+class _Routing(threading.local):
+    """Which adapter each batch row uses, for the duration of one model call."""
+
+    def __init__(self) -> None:
+        self.groups: list[tuple[Adapter, torch.Tensor | None]] = []
+
+
+_routing = _Routing()
+
+
+@contextlib.contextmanager
+def use_adapters(row_adapters: Adapter | None | Sequence[Adapter | None]) -> Iterator[None]:
+    """Activate one adapter for every row, or one per row (``None`` = base model for that row)."""
+    if row_adapters is None or isinstance(row_adapters, Adapter):
+        groups = [] if row_adapters is None else [(row_adapters, None)]
+    else:
+        by_id: dict[int, tuple[Adapter, list[int]]] = {}
+        for row, ad in enumerate(row_adapters):
+            if ad is not None:
+                by_id.setdefault(id(ad), (ad, []))[1].append(row)
+        if len(by_id) == 1 and len(next(iter(by_id.values()))[1]) == len(row_adapters):
+            groups = [(next(iter(by_id.values()))[0], None)]
+        else:
+            groups = [(ad, torch.tensor(rows)) for ad, rows in by_id.values()]
+    previous = _routing.groups
+    _routing.groups = groups
+    try:
+        yield
+    finally:
+        _routing.groups = previous
+
+
+class LoRALinear(nn.Module):
+    """A frozen ``nn.Linear`` plus the currently routed LoRA deltas."""
+
+    def __init__(self, name: str, base: nn.Linear) -> None:
+        super().__init__()
+        self.name = name
+        self.base = base
+
+    @property
+    def weight(self) -> torch.Tensor:  # some HF code reads lm_head.weight directly
+        return self.base.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.base(x)
+        for adapter, rows in _routing.groups:
+            a = adapter.a.get(self.name)
+            if a is None:
+                continue
+            b = adapter.b[self.name]
+            if rows is None:
+                delta = (x.to(a.dtype) @ a.t()) @ b.t() * adapter.spec.scale
+                out = out + delta.to(out.dtype)
+            else:
+                rows = rows.to(x.device)
+                xr = x.index_select(0, rows)
+                delta = (xr.to(a.dtype) @ a.t()) @ b.t() * adapter.spec.scale
+                out = out.index_add(0, rows, delta.to(out.dtype))
+        return out
+
+
+def wrap_model(model: nn.Module) -> list[str]:
+    """Wrap every LoRA-able linear layer in place; freeze the base. Returns the wrapped names."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    names = []
+    for name, module in list(model.named_modules()):
+        leaf = name.rsplit(".", 1)[-1]
+        if isinstance(module, nn.Linear) and (leaf in ATTN_SUFFIXES or leaf in MLP_SUFFIXES or name == UNEMBED_NAME):
+            parent_name, _, child = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            setattr(parent, child, LoRALinear(name, module))
+            names.append(name)
+    return names
+
+
+def merged_state_dict(model: nn.Module, adapter: Adapter) -> dict[str, torch.Tensor]:
+    """Base weights with the adapter folded in (W + scale * B @ A), under the original HF names."""
+    merged: dict[str, torch.Tensor] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, LoRALinear):
+            w = module.base.weight.detach()
+            if name in adapter.a:
+                delta = adapter.b[name].detach().float() @ adapter.a[name].detach().float() * adapter.spec.scale
+                w = (w.float() + delta.to(w.device)).to(w.dtype)
+            merged[f"{name}.weight"] = w.clone()
+    return merged

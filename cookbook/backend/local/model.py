@@ -1,0 +1,157 @@
+"""Loading a base model (``tiny``, a local directory or a Hugging Face id) and scoring tokens.
+
+A :class:`BaseModel` is loaded once per engine and shared by every client on it: the frozen
+weights live here, the LoRA adapters live with their clients.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import transformers
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from . import lora
+from .tiny import TINY_NAME, tiny_model_dir
+
+transformers.utils.logging.disable_progress_bar()
+
+LOGITS_CHUNK = 1024  # positions per lm_head chunk: never materialise [tokens x vocab] fp32 at once
+
+
+def resolve_device(device: str | None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "auto"):
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+            "float16": torch.float16, "fp16": torch.float16}[str(dtype)]
+
+
+def model_location(base_model: str) -> str:
+    """Where ``from_pretrained`` finds the model: the tiny cache dir, a local dir, or the hub id."""
+    if base_model == TINY_NAME:
+        return str(tiny_model_dir())
+    return os.path.expanduser(base_model) if os.path.isdir(os.path.expanduser(base_model)) else base_model
+
+
+@dataclass
+class BaseModel:
+    name: str
+    location: str
+    model: nn.Module  # HF causal LM with LoRALinear wrappers; frozen
+    tokenizer: transformers.PreTrainedTokenizerBase
+    device: torch.device
+    dtype: torch.dtype
+
+    @classmethod
+    def load(cls, base_model: str, device: torch.device, dtype: torch.dtype) -> "BaseModel":
+        location = model_location(base_model)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(location)
+        model = transformers.AutoModelForCausalLM.from_pretrained(location, dtype=dtype, attn_implementation="sdpa")
+        model.to(device).eval()
+        lora.wrap_model(model)
+        return cls(base_model, location, model, tokenizer, device, dtype)
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.model.get_output_embeddings().base.out_features)
+
+    @property
+    def max_context(self) -> int:
+        return int(getattr(self.model.config, "max_position_embeddings", 0) or 1 << 30)
+
+    @property
+    def eos_token_ids(self) -> list[int]:
+        eos = getattr(self.model.generation_config, "eos_token_id", None)
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        if eos is None:
+            return []
+        return list(eos) if isinstance(eos, (list, tuple)) else [int(eos)]
+
+    @property
+    def body(self) -> nn.Module:
+        return self.model.get_decoder()
+
+    @property
+    def lm_head(self) -> nn.Module:
+        return self.model.get_output_embeddings()
+
+    def hidden_states(self, batch: Sequence[Sequence[int]]) -> tuple[torch.Tensor, list[int]]:
+        """Final hidden states of right-padded sequences ([B, T, H]) and their lengths.
+
+        With right padding and causal attention no real position ever attends to a pad,
+        so no attention mask is needed.
+        """
+        lengths = [len(s) for s in batch]
+        width = max(lengths)
+        ids = torch.zeros(len(batch), width, dtype=torch.long)
+        for i, s in enumerate(batch):
+            ids[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
+        out = self.body(input_ids=ids.to(self.device), use_cache=False)
+        return out.last_hidden_state, lengths
+
+    def token_logprobs(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """log p(target) for hidden states [n, H] and targets [n] or [n, K], in fp32, chunked."""
+        pieces = []
+        for start in range(0, hidden.shape[0], LOGITS_CHUNK):
+            h, t = hidden[start : start + LOGITS_CHUNK], targets[start : start + LOGITS_CHUNK]
+            if torch.is_grad_enabled():
+                pieces.append(checkpoint(self._chunk_logprobs, h, t, use_reentrant=False))
+            else:
+                pieces.append(self._chunk_logprobs(h, t))
+        return torch.cat(pieces) if pieces else hidden.new_zeros(targets.shape, dtype=torch.float32)
+
+    def _chunk_logprobs(self, h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        logits = self.lm_head(h).float()
+        lse = torch.logsumexp(logits, dim=-1)
+        if t.dim() == 1:
+            return logits.gather(-1, t[:, None])[:, 0] - lse
+        return logits.gather(-1, t) - lse[:, None]
+
+    def sequence_logprobs(self, inputs: Sequence[Sequence[int]], targets: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Per-datum log p(targets) for one batch of token sequences (uses the routed adapters)."""
+        hidden, lengths = self.hidden_states(inputs)
+        flat_h = torch.cat([hidden[i, :n] for i, n in enumerate(lengths)])
+        flat_t = torch.cat([t.to(self.device) for t in targets])
+        flat_lp = self.token_logprobs(flat_h, flat_t)
+        return list(torch.split(flat_lp, lengths))
+
+    def full_logprobs(self, hidden: torch.Tensor) -> torch.Tensor:
+        """log-softmax over the vocabulary for hidden states [n, H] (no grad; for top-k reporting)."""
+        return torch.cat([torch.log_softmax(self.lm_head(hidden[s : s + LOGITS_CHUNK]).float(), -1)
+                          for s in range(0, hidden.shape[0], LOGITS_CHUNK)])
+
+
+def micro_batches(lengths: Sequence[int], token_budget: int) -> list[list[int]]:
+    """Group datum indices into micro-batches of similar length whose padded size fits the budget.
+
+    Sorting by length keeps padding waste small; order inside the result is by length.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        if current and lengths[i] * (len(current) + 1) > token_budget:
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def local_dir(path: str | os.PathLike) -> Path:
+    return Path(os.path.expanduser(str(path)))

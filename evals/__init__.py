@@ -1,0 +1,1 @@
+"""Evals: benchmarks, graders, runner and sweeps; they may import cookbook and renderers."""

@@ -1,0 +1,178 @@
+"""Acceptance 2: forward, losses and gradients equal independent reference computations (fp32)."""
+
+from __future__ import annotations
+
+import numpy as np
+import peft
+import pytest
+import torch
+import transformers
+from tinker import types
+
+from backend_helpers import make_datum, randomize_adapter
+
+SEQS = [[5, 72, 101, 108, 108, 111, 32, 119, 111, 114, 108, 100], [40, 41, 42], [50 + i for i in range(30)],
+        [1, 2, 3, 4, 5, 6, 7, 8]]
+
+
+@pytest.fixture(scope="module")
+def client(service):
+    tc = service.create_lora_training_client("tiny", rank=8, seed=3)
+    randomize_adapter(tc, seed=1)
+    return tc
+
+
+def _rl_data(seed: int = 0) -> list[types.Datum]:
+    rng = np.random.default_rng(seed)
+    data = []
+    for s in SEQS:
+        n = len(s) - 1
+        data.append(make_datum(s, logprobs=(-5.0 + rng.normal(0, 0.5, n)).astype(np.float32).tolist(),
+                               advantages=rng.normal(0, 1, n).astype(np.float32).tolist()))
+    return data
+
+
+def _peft_reference(client):
+    """The same LoRA model built independently with PEFT on a plain transformers model."""
+    base = transformers.AutoModelForCausalLM.from_pretrained(client.base.location, dtype=torch.float32)
+    targets = sorted({n.rsplit(".", 1)[-1] for n in client.adapter.a})
+    cfg = peft.LoraConfig(r=client.adapter.spec.rank, lora_alpha=client.adapter.spec.alpha,
+                          target_modules=targets, lora_dropout=0.0)
+    model = peft.get_peft_model(base, cfg)
+    for name in client.adapter.a:
+        module = model.base_model.model.get_submodule(name)
+        module.lora_A["default"].weight.data.copy_(client.adapter.a[name].detach())
+        module.lora_B["default"].weight.data.copy_(client.adapter.b[name].detach())
+    return model
+
+
+def _ref_logprobs(model, seq: list[int]) -> torch.Tensor:
+    ids = torch.tensor([seq[:-1]])
+    logits = model(input_ids=ids).logits[0].float()
+    return torch.log_softmax(logits, -1).gather(-1, torch.tensor(seq[1:])[:, None])[:, 0]
+
+
+def _ref_loss(name: str, lp: torch.Tensor, d: types.Datum) -> torch.Tensor:
+    x = {k: torch.tensor(v.tolist()) for k, v in d.loss_fn_inputs.items()}
+    if name == "cross_entropy":
+        return -(lp * x["weights"]).sum()
+    ratio = torch.exp(lp - x["logprobs"])
+    adv = x["advantages"]
+    if name == "importance_sampling":
+        return -(ratio * adv).sum()
+    if name == "ppo":
+        return -torch.minimum(ratio * adv, torch.clamp(ratio, 0.8, 1.2) * adv).sum()
+    if name == "cispo":
+        return -(torch.clamp(ratio, 0.0, 4.0).detach() * adv * lp).sum()
+    if name == "dro":
+        return -(lp * adv - 0.5 * 0.05 * (lp - x["logprobs"]) ** 2).sum()
+    raise AssertionError(name)
+
+
+def test_forward_matches_plain_transformers_with_merged_weights(client):
+    model = transformers.AutoModelForCausalLM.from_pretrained(client.base.location, dtype=torch.float32)
+    scale = client.adapter.spec.scale
+    with torch.no_grad():
+        for name in client.adapter.a:
+            model.get_submodule(name).weight += scale * client.adapter.b[name] @ client.adapter.a[name]
+    out = client.forward([make_datum(s) for s in SEQS], "cross_entropy").result()
+    for seq, o in zip(SEQS, out.loss_fn_outputs):
+        ref = _ref_logprobs(model, seq)
+        np.testing.assert_allclose(o["logprobs"].to_numpy(), ref.detach().numpy(), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "importance_sampling", "ppo", "cispo", "dro"])
+def test_builtin_loss_value_and_lora_gradients_match_peft_reference(client, loss):
+    data = _rl_data()
+    ref_model = _peft_reference(client)
+    ref_total = sum(_ref_loss(loss, _ref_logprobs(ref_model, s), d) for s, d in zip(SEQS, data))
+    ref_total.backward()
+
+    out = client.forward_backward(data, loss).result()
+    try:
+        assert out.metrics["loss:sum"] == pytest.approx(float(ref_total.detach()), rel=1e-5, abs=1e-4)
+        for name in client.adapter.a:
+            module = ref_model.base_model.model.get_submodule(name)
+            for ours, ref in ((client.adapter.a[name], module.lora_A["default"].weight),
+                              (client.adapter.b[name], module.lora_B["default"].weight)):
+                torch.testing.assert_close(ours.grad, ref.grad, atol=1e-4, rtol=1e-4)
+    finally:
+        for p in client.adapter.parameters():
+            p.grad = None
+
+
+def test_ppo_clip_thresholds_come_from_loss_fn_config(client):
+    data = _rl_data(seed=4)
+    wide = client.forward(data, "ppo", {"clip_low_threshold": 0.0, "clip_high_threshold": 1e9}).result()
+    is_loss = client.forward(data, "importance_sampling").result()
+    default = client.forward(data, "ppo").result()
+    assert wide.metrics["loss:sum"] == pytest.approx(is_loss.metrics["loss:sum"], rel=1e-6)
+    assert default.metrics["loss:sum"] != pytest.approx(is_loss.metrics["loss:sum"], rel=1e-3)
+
+
+def test_custom_cross_entropy_gives_builtin_gradient(service):
+    data = [make_datum(s) for s in SEQS]
+    grads = {}
+    for mode in ("builtin", "custom"):
+        tc = service.create_lora_training_client("tiny", rank=8, seed=3)
+        randomize_adapter(tc, seed=2)
+        if mode == "builtin":
+            out = tc.forward_backward(data, "cross_entropy").result()
+        else:
+            def ce(batch, logprobs):
+                loss = sum(-(lp * torch.tensor(d.loss_fn_inputs["weights"].tolist())).sum()
+                           for d, lp in zip(batch, logprobs))
+                return loss, {"tokens:sum": float(sum(len(lp) for lp in logprobs))}
+            out = tc.forward_backward_custom(data, ce).result()
+            assert out.metrics["tokens:sum"] == sum(len(s) - 1 for s in SEQS)
+        grads[mode] = ([p.grad.clone() for p in tc.adapter.parameters()], out.metrics["loss:sum"])
+    assert grads["custom"][1] == pytest.approx(grads["builtin"][1], rel=1e-6)
+    for a, b in zip(grads["custom"][0], grads["builtin"][0]):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+def test_two_forward_backward_calls_equal_one_on_the_concatenated_batch(service):
+    data = [make_datum(s) for s in SEQS]
+    weights = {}
+    for mode in ("split", "joined"):
+        tc = service.create_lora_training_client("tiny", rank=8, seed=5)
+        if mode == "split":
+            tc.forward_backward(data[:2], "cross_entropy")
+            tc.forward_backward(data[2:], "cross_entropy")
+        else:
+            tc.forward_backward(data, "cross_entropy")
+        tc.optim_step(types.AdamParams(learning_rate=1e-2)).result()
+        weights[mode] = tc.adapter.state_dict()
+    for key in weights["split"]:
+        torch.testing.assert_close(weights["split"][key], weights["joined"][key], atol=1e-6, rtol=1e-5)
+    assert any(not torch.equal(v, torch.zeros_like(v)) for k, v in weights["split"].items() if k.endswith("lora_B"))
+
+
+def test_requests_run_in_submission_order(service):
+    data = [make_datum(s) for s in SEQS]
+    tc = service.create_lora_training_client("tiny", rank=8, seed=6)
+    before = tc.forward(data, "cross_entropy")
+    tc.forward_backward(data, "cross_entropy")
+    tc.optim_step(types.AdamParams(learning_rate=1e-2))
+    after = tc.forward(data, "cross_entropy")  # submitted before anything was awaited
+    assert after.result().metrics["loss:sum"] < before.result().metrics["loss:sum"]
+
+
+def test_adamw_matches_torch_adamw_with_decay_and_clipping(service):
+    data = [make_datum(s) for s in SEQS]
+    tc = service.create_lora_training_client("tiny", rank=8, seed=7)
+    randomize_adapter(tc, seed=3)
+    params = [p.detach().clone().requires_grad_(True) for p in tc.adapter.parameters()]
+    ref = torch.optim.AdamW(params, lr=3e-3, betas=(0.8, 0.9), eps=1e-8, weight_decay=0.1)
+    adam = types.AdamParams(learning_rate=3e-3, beta1=0.8, beta2=0.9, eps=1e-8, weight_decay=0.1, grad_clip_norm=0.5)
+    for _ in range(2):
+        tc.forward_backward(data, "cross_entropy").result()
+        grads = [p.grad.clone() for p in tc.adapter.parameters()]
+        metrics = tc.optim_step(adam).result().metrics
+        for p, g in zip(params, grads):
+            p.grad = g
+        norm = torch.nn.utils.clip_grad_norm_(params, 0.5)
+        assert metrics["grad_norm:mean"] == pytest.approx(float(norm), rel=1e-5)
+        ref.step()
+    for ours, theirs in zip(tc.adapter.parameters(), params):
+        torch.testing.assert_close(ours.detach(), theirs.detach(), atol=1e-7, rtol=1e-6)
