@@ -8,6 +8,7 @@ including ones submitted after later training requests, and decodes them as one 
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
 from collections import deque
@@ -53,11 +54,26 @@ class Engine:
         self.max_sample_rows = max_sample_rows
         self.train_token_budget = train_token_budget
         self._models: dict[str, BaseModel] = {}
+        self.stats = {"sample_batches": 0, "sample_requests": 0}
         self._load_lock = threading.Lock()
         self._queue: deque[_Op | _SampleOp] = deque()
         self._cv = threading.Condition()
+        self._closed = False
         self._worker = threading.Thread(target=self._run, name="cookbook-local-engine", daemon=True)
         self._worker.start()
+        atexit.register(self.close)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop the worker after the request it is running; pending requests fail."""
+        with self._cv:
+            self._closed = True
+            pending, self._queue = list(self._queue), deque()
+            self._cv.notify_all()
+        for item in pending:
+            future = item.future if isinstance(item, _Op) else item.job.future
+            future._fail(RuntimeError("the local engine was closed before this request ran"))
+        if threading.current_thread() is not self._worker:
+            self._worker.join(timeout)
 
     def model(self, base_model: str) -> BaseModel:
         """The shared frozen base model, loaded on first use."""
@@ -77,14 +93,18 @@ class Engine:
 
     def _push(self, item: _Op | _SampleOp) -> None:
         with self._cv:
+            if self._closed:
+                raise RuntimeError("the local engine is closed")
             self._queue.append(item)
             self._cv.notify()
 
     def _run(self) -> None:
         while True:
             with self._cv:
-                while not self._queue:
+                while not self._queue and not self._closed:
                     self._cv.wait()
+                if self._closed:
+                    return
                 item = self._queue.popleft()
             if isinstance(item, _Op):
                 self._run_op(item)
@@ -121,9 +141,10 @@ class Engine:
                     return batch
                 self._cv.wait(remaining)
 
-    @staticmethod
-    def _run_samples(ops: list[_SampleOp]) -> None:
+    def _run_samples(self, ops: list[_SampleOp]) -> None:
         jobs = [op.job for op in ops]
+        self.stats["sample_batches"] += 1
+        self.stats["sample_requests"] += len(jobs)
         try:
             responses = sample_batch(ops[0].model, jobs)
         except BaseException as exc:  # noqa: BLE001

@@ -191,5 +191,4 @@ def _ends_with_stop(model: BaseModel, tokens: torch.Tensor, job: SampleJob) -> b
     longest = max(len(s) for s in job.stop_strings)
     tail = tokens[-(longest + 2):].tolist()
     text = model.tokenizer.decode(tail, skip_special_tokens=False)
-    last = model.tokenizer.decode(tail[:-1], skip_special_tokens=False) if len(tail) > 1 else ""
-    return any(s in text and s not in last for s in job.stop_strings)
+    return any(s in text for s in job.stop_strings)
