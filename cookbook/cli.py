@@ -1,5 +1,7 @@
 """The ``cookbook`` command line.
 
+    cookbook quickstart [key=value ...]             train tiny on addition, report accuracy
+    cookbook run sl/chat_sft [key=value ...]        run a recipe (recipes/<group>/<name>.py)
     cookbook export CHECKPOINT --merged OUT_DIR     merged Hugging Face model
     cookbook export CHECKPOINT --peft OUT_DIR       PEFT LoRA adapter
 """
@@ -7,6 +9,8 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import pkgutil
 import sys
 
 
@@ -23,9 +27,34 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def recipe_names() -> list[str]:
+    import recipes
+
+    names = []
+    for group in pkgutil.iter_modules(recipes.__path__):
+        if group.ispkg:
+            module = importlib.import_module(f"recipes.{group.name}")
+            names += [f"{group.name}/{m.name}" for m in pkgutil.iter_modules(module.__path__) if not m.ispkg]
+    return sorted(names)
+
+
+def run(name: str, argv: list[str]) -> int:
+    """``cookbook run <group>/<recipe> key=value ...``: the recipe module's Config and main."""
+    from cookbook.recipe_cli import run_recipe
+
+    group, _, recipe = name.partition("/")
+    if name not in recipe_names():
+        print(f"error: unknown recipe {name!r}; available: {', '.join(recipe_names())}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(f"recipes.{group}.{recipe}")
+    return run_recipe(module.Config, module.main, argv, group=group)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cookbook", description="Post-training recipes over the Tinker primitives.")
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("quickstart", help="train the tiny model on addition and report accuracy (cookbook quickstart --help)")
+    sub.add_parser("run", help="run a recipe: cookbook run sl/chat_sft key=value ... (--help for its options)")
     export = sub.add_parser("export", help="export a local checkpoint as a merged HF model and/or a PEFT adapter")
     export.add_argument("checkpoint", help="local://<run>/<kind>/<name> or a checkpoint directory")
     export.add_argument("--merged", metavar="OUT_DIR", help="write a merged Hugging Face model here")
@@ -36,6 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["quickstart"]:
+        return run("sl/quickstart", argv[1:])
+    if argv[:1] == ["run"]:
+        if len(argv) < 2 or argv[1].startswith("-"):
+            print(f"usage: cookbook run <recipe> [key=value ...]; recipes: {', '.join(recipe_names())}")
+            return 0 if argv[1:2] in (["--help"], ["-h"]) else 2
+        return run(argv[1], argv[2:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "export" and not (args.merged or args.peft):
