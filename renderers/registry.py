@@ -1,0 +1,120 @@
+"""Renderer names -> factories, and Hugging Face model ids -> recommended renderer names."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from transformers import PreTrainedTokenizerBase
+
+from renderers.base import Renderer
+from renderers.deepseek import DeepSeekV3Renderer, DeepSeekV3ThinkingRenderer
+from renderers.gpt_oss import GptOssRenderer
+from renderers.kimi import KimiK2Renderer
+from renderers.llama3 import Llama3Renderer
+from renderers.qwen3 import Qwen3DisableThinkingRenderer, Qwen3InstructRenderer, Qwen3Renderer
+from renderers.role_colon import RoleColonRenderer
+from renderers.tiny import TinyRenderer
+
+RendererFactory = Callable[..., Renderer]  # (tokenizer, **options) -> Renderer
+
+
+def _gpt_oss(effort: str) -> RendererFactory:
+    return lambda tokenizer, **options: GptOssRenderer(tokenizer, reasoning_effort=effort, **options)
+
+
+_RENDERERS: dict[str, RendererFactory] = {
+    "role_colon": RoleColonRenderer,
+    "tiny": TinyRenderer,
+    "qwen3": Qwen3Renderer,
+    "qwen3_disable_thinking": Qwen3DisableThinkingRenderer,
+    "qwen3_instruct": Qwen3InstructRenderer,
+    "llama3": Llama3Renderer,
+    "deepseekv3": DeepSeekV3Renderer,
+    "deepseekv3_thinking": DeepSeekV3ThinkingRenderer,
+    "kimi_k2": KimiK2Renderer,
+    "gpt_oss": GptOssRenderer,
+    # Named reasoning efforts, for configs that only carry a renderer name.
+    "gpt_oss_low_reasoning": _gpt_oss("low"),
+    "gpt_oss_medium_reasoning": _gpt_oss("medium"),
+    "gpt_oss_high_reasoning": _gpt_oss("high"),
+}
+
+
+def get_renderer(name: str, tokenizer: PreTrainedTokenizerBase, **options: Any) -> Renderer:
+    """A renderer by name. Options go to its constructor (e.g. `date=` for llama3 and gpt_oss,
+    `reasoning_effort=` for gpt_oss)."""
+    try:
+        factory = _RENDERERS[name]
+    except KeyError:
+        raise ValueError(f"unknown renderer {name!r}; known: {', '.join(renderer_names())}") from None
+    return factory(tokenizer, **options)
+
+
+def register_renderer(name: str, factory: RendererFactory) -> None:
+    """Add a renderer name (e.g. a family defined outside this package)."""
+    if name in _RENDERERS:
+        raise ValueError(f"renderer {name!r} is already registered")
+    _RENDERERS[name] = factory
+
+
+def renderer_names() -> list[str]:
+    return sorted(_RENDERERS)
+
+
+def _sizes(prefix: str, sizes: list[str], suffix: str = "") -> list[str]:
+    return [f"{prefix}{size}{suffix}" for size in sizes]
+
+
+_QWEN3_SIZES = ["0.6B", "1.7B", "4B", "8B", "14B", "32B", "30B-A3B", "235B-A22B"]
+_QWEN3_BASE_SIZES = ["0.6B", "1.7B", "4B", "8B", "14B", "30B-A3B"]
+_QWEN3_2507_SIZES = ["4B", "30B-A3B", "235B-A22B"]
+
+#: Hugging Face model id -> recommended renderer name.
+MODEL_RENDERERS: dict[str, str] = {
+    "tiny": "tiny",
+    **{m: "qwen3" for m in _sizes("Qwen/Qwen3-", _QWEN3_SIZES)},
+    **{m: "role_colon" for m in _sizes("Qwen/Qwen3-", _QWEN3_BASE_SIZES, "-Base")},
+    **{m: "qwen3_instruct" for m in _sizes("Qwen/Qwen3-", _QWEN3_2507_SIZES, "-Instruct-2507")},
+    **{
+        m: "llama3"
+        for m in [
+            "meta-llama/Llama-3.1-8B-Instruct",
+            "meta-llama/Llama-3.1-70B-Instruct",
+            "meta-llama/Llama-3.1-405B-Instruct",
+            "meta-llama/Llama-3.2-1B-Instruct",
+            "meta-llama/Llama-3.2-3B-Instruct",
+            "meta-llama/Llama-3.3-70B-Instruct",
+        ]
+    },
+    **{
+        m: "role_colon"
+        for m in [
+            "meta-llama/Llama-3.1-8B",
+            "meta-llama/Llama-3.1-70B",
+            "meta-llama/Llama-3.1-405B",
+            "meta-llama/Llama-3.2-1B",
+            "meta-llama/Llama-3.2-3B",
+        ]
+    },
+    "deepseek-ai/DeepSeek-V3.1": "deepseekv3",
+    "deepseek-ai/DeepSeek-V3.1-Terminus": "deepseekv3",
+    "deepseek-ai/DeepSeek-V3.1-Base": "role_colon",
+    "moonshotai/Kimi-K2-Instruct": "kimi_k2",
+    "moonshotai/Kimi-K2-Instruct-0905": "kimi_k2",
+    "moonshotai/Kimi-K2-Base": "role_colon",
+    "openai/gpt-oss-20b": "gpt_oss",
+    "openai/gpt-oss-120b": "gpt_oss",
+}
+
+
+def get_recommended_renderer_name(model_name: str) -> str:
+    """The renderer to use with a model (exact Hugging Face id; case-insensitive)."""
+    if model_name in MODEL_RENDERERS:
+        return MODEL_RENDERERS[model_name]
+    by_lower = {m.lower(): r for m, r in MODEL_RENDERERS.items()}
+    if model_name.lower() in by_lower:
+        return by_lower[model_name.lower()]
+    raise ValueError(
+        f"no recommended renderer for {model_name!r}; pass a renderer name explicitly "
+        f"(one of {', '.join(renderer_names())})"
+    )

@@ -1,0 +1,222 @@
+"""What each renderer is checked against: its template, the template's options, how our messages
+are handed to the template, and the documented differences, stated as the expected rendering."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from renderer_corpus import Conversation
+from template_oracle import PINNED_NOW, load_template, render_template
+from tokenizer_builders import family_tokenizer
+
+import renderers
+from renderers import text_content
+from renderers.deepseek import tools_system_prompt
+from renderers.qwen3 import qwen_tools_text
+from renderers.role_colon import CHAT_TEMPLATE as ROLE_COLON_TEMPLATE
+from renderers.tiny import flatten_content
+
+# The tiny model's chat template, as given in the project's issue.
+TINY_TEMPLATE = """{%- for message in messages -%}
+{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' -}}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+{{- '<|im_start|>assistant\\n' -}}
+{%- endif -%}"""
+
+LLAMA_DATE = PINNED_NOW.strftime("%d %b %Y")
+GPT_OSS_DATE = PINNED_NOW.strftime("%Y-%m-%d")
+
+
+def qwen3_instruct_template() -> str:
+    """The 2507 instruct template is not among the shared templates: it is the Qwen3 template
+    without reasoning handling, derived here by switching that handling off."""
+    source = load_template("Qwen-Qwen3-0.6B.jinja")
+    for branch in ("{%- if '</think>' in message.content %}", "{%- if loop.index0 > ns.last_query_index %}"):
+        assert source.count(branch) == 1
+        source = source.replace(branch, "{%- if false %}")
+    return source
+
+
+@dataclass(frozen=True)
+class Target:
+    id: str
+    renderer: str
+    tokenizer: str
+    template: Callable[[], str]
+    renderer_options: dict[str, Any]
+    template_options: dict[str, Any]
+    arguments_as_json_text: bool  # False: templates that apply tojson to arguments get objects
+    supports: Callable[[Conversation], bool] = lambda conv: True
+
+    def make_renderer(self) -> renderers.Renderer:
+        return renderers.get_renderer(self.renderer, family_tokenizer(self.tokenizer), **self.renderer_options)
+
+    def template_messages(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Our messages as the template expects them: joined text content, arguments as objects
+        for templates that `tojson` them, no empty fields."""
+        converted = []
+        for m in messages:
+            out: dict[str, Any] = {"role": m["role"], "content": text_content(m)}
+            if m.get("thinking") is not None:
+                out["thinking"] = m["thinking"]
+            if m.get("tool_calls"):
+                out["tool_calls"] = [
+                    {**c, "function": {**c["function"], "arguments": c["function"]["arguments"] if self.arguments_as_json_text else json.loads(c["function"]["arguments"])}}
+                    for c in m["tool_calls"]
+                ]
+            for key in ("tool_call_id", "name"):
+                if key in m:
+                    out[key] = m[key]
+            converted.append(out)
+        return converted
+
+    def expected(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, add_generation_prompt: bool) -> str:
+        """The text the renderer must produce: the template's rendering, with the renderer's
+        documented differences applied."""
+        tokenizer = family_tokenizer(self.tokenizer)
+        msgs = self.template_messages(messages)
+        kwargs = dict(self.template_options, bos_token=tokenizer.bos_token or "", eos_token=tokenizer.eos_token or "")
+        if self.renderer == "tiny":
+            msgs, tools = tiny_flattened(messages, tools), None
+        if self.renderer.startswith("deepseekv3") and tools:
+            # Documented: tool declarations go into the system prompt as one more system message.
+            msgs, tools = msgs + [{"role": "system", "content": tools_system_prompt(tools)}], None
+        text = render_template(self.template(), msgs, tools=tools, add_generation_prompt=add_generation_prompt, **kwargs)
+        if self.renderer == "deepseekv3_thinking":
+            text = deepseek_thinking_final_round(self, messages, msgs, text, kwargs)
+        return text
+
+
+def tiny_flattened(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    flat = [{"role": m["role"], "content": flatten_content(m)} for m in messages]
+    if tools:
+        if flat and flat[0]["role"] == "system":
+            flat[0]["content"] += "\n\n" + qwen_tools_text(tools)
+        else:
+            flat.insert(0, {"role": "system", "content": qwen_tools_text(tools)})
+    return flat
+
+
+def deepseek_thinking_final_round(target: Target, messages, template_msgs, text: str, kwargs) -> str:
+    """Documented: the assistant message answering the last user message is rendered as the
+    thinking generation prompt followed by `{thinking}</think>{content}`, where the template
+    writes `<｜Assistant｜></think>{content}`."""
+    users = [i for i, m in enumerate(messages) if m["role"] == "user"]
+    if not users or users[-1] + 1 >= len(messages) or messages[users[-1] + 1]["role"] != "assistant":
+        return text
+    last_user = users[-1]
+    system_tail = template_msgs[len(messages) :]  # the tools system message, if any
+    prefix = render_template(target.template(), template_msgs[: last_user + 1] + system_tail, **kwargs)
+    assert text.startswith(prefix)
+    rest = text[len(prefix) :]
+    switch = "<｜Assistant｜></think>"
+    assert rest.startswith(switch)
+    thinking = messages[last_user + 1].get("thinking") or ""
+    return prefix + "<｜Assistant｜><think>" + thinking + "</think>" + rest[len(switch) :]
+
+
+def _no_tool_use(conv: Conversation) -> bool:
+    return not conv.tools and not conv.has_tool_use
+
+
+def _llama_supports(conv: Conversation) -> bool:
+    return not conv.has_parallel_calls
+
+
+def _gpt_oss_supports(conv: Conversation) -> bool:
+    both = any(m.get("tool_calls") and text_content(m) and m.get("thinking") for m in conv.messages)
+    return not conv.has_parallel_calls and not both
+
+
+def _qwen() -> str:
+    return load_template("Qwen-Qwen3-0.6B.jinja")
+
+
+def _template(name: str) -> Callable[[], str]:
+    return lambda: load_template(name)
+
+
+TARGETS: list[Target] = [
+    Target("role_colon", "role_colon", "llama3_base", lambda: ROLE_COLON_TEMPLATE, {}, {}, True, _no_tool_use),
+    Target("role_colon-no-bos", "role_colon", "tiny", lambda: ROLE_COLON_TEMPLATE, {}, {}, True, _no_tool_use),
+    Target("tiny", "tiny", "tiny", lambda: TINY_TEMPLATE, {}, {}, True),
+    Target("qwen3", "qwen3", "qwen3", _qwen, {}, {}, True),
+    Target("qwen3-objects", "qwen3", "qwen3", _qwen, {}, {}, False),
+    Target("qwen3_disable_thinking", "qwen3_disable_thinking", "qwen3", _qwen, {}, {"enable_thinking": False}, True),
+    Target("qwen3_instruct", "qwen3_instruct", "qwen3", qwen3_instruct_template, {}, {}, True),
+    Target("llama3-3.1-default-date", "llama3", "llama3", _template("meta-llama-Llama-3.1-8B-Instruct.jinja"), {}, {}, False, _llama_supports),
+    Target("llama3-3.3-default-date", "llama3", "llama3", _template("meta-llama-Llama-3.3-70B-Instruct.jinja"), {}, {}, False, _llama_supports),
+    Target("llama3-3.1", "llama3", "llama3", _template("meta-llama-Llama-3.1-8B-Instruct.jinja"), {"date": LLAMA_DATE}, {"date_string": LLAMA_DATE}, False, _llama_supports),
+    Target("llama3-3.2", "llama3", "llama3", _template("meta-llama-Llama-3.2-3B-Instruct.jinja"), {"date": LLAMA_DATE}, {}, False, _llama_supports),
+    Target("llama3-3.3", "llama3", "llama3", _template("meta-llama-Llama-3.3-70B-Instruct.jinja"), {"date": LLAMA_DATE}, {"date_string": LLAMA_DATE}, False, _llama_supports),
+    Target("deepseekv3", "deepseekv3", "deepseek", _template("deepseek-ai-DeepSeek-V3.1.jinja"), {}, {"thinking": False}, True),
+    Target("deepseekv3_thinking", "deepseekv3_thinking", "deepseek", _template("deepseek-ai-DeepSeek-V3.1.jinja"), {}, {"thinking": True}, True),
+    Target("kimi_k2", "kimi_k2", "kimi", _template("moonshotai-Kimi-K2.jinja"), {}, {}, False),
+    *[
+        Target(f"gpt_oss-{effort}", f"gpt_oss_{effort}_reasoning", "gpt_oss", _template("openai-gpt-oss-120b.jinja"), {"date": GPT_OSS_DATE}, {"reasoning_effort": effort}, False, _gpt_oss_supports)
+        for effort in ("low", "medium", "high")
+    ],
+]
+
+
+# -- what survives a round trip, and where the generation prompt is a prefix ---------------------
+
+
+def canonical(message: dict[str, Any]) -> tuple[str, str | None, list[tuple[str, Any]]]:
+    """(content, thinking, [(tool name, arguments as JSON)]) with empty thinking as None."""
+    calls = [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in message.get("tool_calls") or []]
+    return text_content(message), message.get("thinking") or None, calls
+
+
+def expected_parse(target: Target, messages: list[dict[str, Any]], i: int) -> tuple[str, str | None, list[tuple[str, Any]]]:
+    """What parsing the rendered turn of messages[i] (rendered as the last message) gives back,
+    per the family's documented behaviour."""
+    content, thinking, calls = canonical(messages[i])
+    family = target.renderer
+    inline = messages[i].get("thinking") is None and "</think>" in content
+    if inline and family in ("qwen3", "qwen3_disable_thinking", "tiny"):
+        # The Qwen3 template splits inline reasoning off; tiny's parser reads the same notation.
+        thinking = content.split("</think>")[0].rstrip("\n").split("<think>")[-1].lstrip("\n")
+        content = content.split("</think>")[-1].lstrip("\n")
+    if inline and family.startswith("deepseekv3"):
+        content = content.split("</think>", 1)[1]  # the template cuts the reasoning off
+    if family in ("qwen3", "qwen3_disable_thinking"):
+        return content.lstrip("\n"), (thinking or "").strip("\n") or None, calls
+    if family == "tiny":
+        return (content.lstrip("\n") if thinking else content), (thinking.strip("\n") or None) if thinking else None, calls
+    if family == "llama3":
+        return ("" if calls else content.strip()), None, calls
+    if family == "deepseekv3_thinking":
+        after_user = i > 0 and messages[i - 1]["role"] == "user"
+        return content, thinking if after_user else None, calls
+    if family.startswith("gpt_oss"):
+        if calls:  # content or thinking goes to the analysis channel
+            return "", content or thinking, calls
+        return content, thinking, calls
+    # role_colon, qwen3_instruct, deepseekv3, kimi_k2: no thinking
+    return content, None, calls
+
+
+def prefix_holds(target: Target, messages: list[dict[str, Any]], i: int) -> bool:
+    """Whether the template makes build_generation_prompt(messages[:i]) a prefix of the training
+    example ending with messages[i] (documented exceptions)."""
+    message = messages[i]
+    if target.renderer == "qwen3_disable_thinking":
+        if message.get("thinking") or "</think>" in text_content(message):
+            return False  # the prompt has the empty think block, the example the real one
+        if not any(m["role"] == "user" for m in messages[:i]):
+            return False  # with no user query before it, the template writes no think block
+    if target.renderer == "kimi_k2" and i == 0:
+        return False  # the default system turn is only written for a non-empty conversation
+    if target.renderer.startswith("gpt_oss") and not message.get("tool_calls"):
+        # A final answer makes the template drop the analysis of earlier tool-call messages.
+        for j in range(i - 1, -1, -1):
+            previous = messages[j]
+            if previous["role"] == "assistant" and not previous.get("tool_calls"):
+                break
+            if previous["role"] == "assistant" and (text_content(previous) or previous.get("thinking")):
+                return False
+    return True
