@@ -34,11 +34,12 @@ class Config(TrainConfig):
     n_test: int = 200
     n_show: int = 4
     lora_rank: int = 32
-    learning_rate: float = 3e-3
+    learning_rate: float = 1e-3
     lr_schedule: str = "linear"
     warmup_steps: int = 20
+    grad_clip_norm: float = 1.0
     batch_size: int | None = 64
-    max_steps: int | None = 600
+    max_steps: int | None = 500
     log_path: str = "runs/quickstart"
     if_exists: str = "overwrite"
 

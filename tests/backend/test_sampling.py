@@ -6,7 +6,6 @@ import threading
 
 import numpy as np
 import pytest
-import torch
 from tinker import types
 
 from backend_helpers import make_datum, randomize_adapter

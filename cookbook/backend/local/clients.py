@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -155,7 +154,6 @@ class TrainingClient(_ReadyClient):
         self._params = adapter.parameters()
         self._optimizer = torch.optim.AdamW(self._params, lr=1e-4, betas=(0.9, 0.95), eps=1e-12, weight_decay=0.0)
         self._engine = service.engine
-        self._lock = threading.Lock()  # validation + submission are atomic per client
 
     # --- info ---------------------------------------------------------------------------
     def get_info(self) -> types.GetInfoResponse:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import transformers
@@ -151,7 +150,3 @@ def micro_batches(lengths: Sequence[int], token_budget: int) -> list[list[int]]:
     if current:
         batches.append(current)
     return batches
-
-
-def local_dir(path: str | os.PathLike) -> Path:
-    return Path(os.path.expanduser(str(path)))
