@@ -90,3 +90,13 @@ def test_unknown_backend_is_a_clear_error():
 
     with pytest.raises(ValueError, match="unknown backend 'nope'"):
         cookbook.service_client("nope")
+
+
+def test_server_capabilities_and_info(tmp_path):
+    service = cookbook.service_client(checkpoint_root=tmp_path)
+    tc = service.create_lora_training_client(base_model="tiny", rank=4)
+    names = [m.model_name for m in service.get_server_capabilities().supported_models]
+    assert "tiny" in names
+    info = tc.get_info()
+    assert info.is_lora and info.lora_rank == 4 and info.model_data.model_name == "tiny"
+    assert tc.get_tokenizer().eos_token == "<|endoftext|>"

@@ -99,6 +99,7 @@ def test_existing_run_directory_policies(service, data, tmp_path):
         train(_config(tmp_path, max_steps=2, save_every=0, eval_every=0, if_exists="refuse"), data[:16], service=service)
     with pytest.raises(RunDirError, match="different configuration.*learning_rate"):
         train(_config(tmp_path, max_steps=2, save_every=0, eval_every=0, learning_rate=1.0), data[:16], service=service)
-    fresh = train(_config(tmp_path, max_steps=3, save_every=0, eval_every=0, if_exists="overwrite"), data[:16],
+    fresh = train(_config(tmp_path, max_steps=3, num_epochs=2, save_every=0, eval_every=0, if_exists="overwrite"),
+                  data[:16],
                   service=service)
     assert fresh.resumed_from == 0 and len(fresh.metrics) == 3

@@ -162,14 +162,14 @@ class LoRALinear(nn.Module):
             if a is None:
                 continue
             b = adapter.b[self.name]
+            # Scale the rank-r intermediate (cheap) and add in place: the base output is not
+            # needed by any backward, so this saves two full-size temporaries per layer.
             if rows is None:
-                delta = (x.to(a.dtype) @ a.t()) @ b.t() * adapter.spec.scale
-                out = out + delta.to(out.dtype)
+                out.add_(((x.to(a.dtype) @ a.t()) * adapter.spec.scale @ b.t()).to(out.dtype))
             else:
                 rows = rows.to(x.device)
                 xr = x.index_select(0, rows)
-                delta = (xr.to(a.dtype) @ a.t()) @ b.t() * adapter.spec.scale
-                out = out.index_add(0, rows, delta.to(out.dtype))
+                out.index_add_(0, rows, ((xr.to(a.dtype) @ a.t()) * adapter.spec.scale @ b.t()).to(out.dtype))
         return out
 
 
