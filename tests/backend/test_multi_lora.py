@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import torch
 from tinker import types
 
@@ -57,3 +59,27 @@ def test_base_model_loaded_once_per_engine(service):
     second = service.create_sampling_client(base_model="tiny")
     assert first.base.model is second.base.model
     assert list(service.engine._models) == ["tiny"]
+
+
+def test_eight_adapters_sampled_in_one_batch_match_each_alone(service):
+    from backend_helpers import randomize_adapter
+
+    clients = [service.create_lora_training_client("tiny", rank=8, seed=i) for i in range(8)]
+    for i, tc in enumerate(clients):
+        randomize_adapter(tc, seed=100 + i, scale=0.3)
+    samplers = [tc.save_weights_and_get_sampling_client() for tc in clients]
+    samplers.append(service.create_sampling_client(base_model="tiny"))
+    prompt = types.ModelInput.from_ints([72, 105, 33])
+    params = types.SamplingParams(max_tokens=12, temperature=0.0, stop=[])
+    alone = [s.sample(prompt, 2, params).result() for s in samplers]
+
+    engine = service.engine
+    batches = engine.stats["sample_batches"]
+    busy = engine.submit(lambda: time.sleep(0.3))  # hold the worker so that all requests queue up
+    together = [s.sample(prompt, 2, params) for s in samplers]  # -> one mixed decode batch
+    busy.result()
+    together = [f.result() for f in together]
+    assert engine.stats["sample_batches"] - batches == 1
+    for a, b in zip(alone, together):
+        assert [s.tokens for s in a.sequences] == [s.tokens for s in b.sequences]
+    assert len({tuple(r.sequences[0].tokens) for r in alone}) > 1  # the adapters really differ

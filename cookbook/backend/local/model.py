@@ -20,11 +20,23 @@ from .tiny import TINY_NAME, tiny_model_dir
 
 transformers.utils.logging.disable_progress_bar()
 
-LOGITS_CHUNK = 1024  # positions per lm_head chunk: never materialise [tokens x vocab] fp32 at once
+# Never materialise fp32 [tokens x vocab] logits at once: the lm_head runs over chunks of positions
+# whose fp32 logits take about this many bytes (the backward pass needs a few such buffers).
+LOGITS_CHUNK_BYTES = 64 * 2**20
+# Below this many bytes of fp32 logits for a whole micro-batch, backward keeps each chunk's logits
+# instead of recomputing them (recomputing the lm_head costs time; keeping them costs memory).
+LOGITS_KEEP_BYTES = 512 * 2**20
+
+
+def logits_chunk(vocab_size: int) -> int:
+    return max(16, min(8192, LOGITS_CHUNK_BYTES // (4 * vocab_size)))
 
 
 def resolve_device(device: str | None) -> torch.device:
-    if device in (None, "auto"):
+    """``None`` -> ``$COOKBOOK_DEVICE`` if set, else CUDA when available, else CPU."""
+    if device is None:
+        device = os.environ.get("COOKBOOK_DEVICE") or "auto"
+    if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
 
@@ -105,9 +117,11 @@ class BaseModel:
     def token_logprobs(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """log p(target) for hidden states [n, H] and targets [n] or [n, K], in fp32, chunked."""
         pieces = []
-        for start in range(0, hidden.shape[0], LOGITS_CHUNK):
-            h, t = hidden[start : start + LOGITS_CHUNK], targets[start : start + LOGITS_CHUNK]
-            if torch.is_grad_enabled():
+        chunk = logits_chunk(self.vocab_size)
+        recompute = hidden.shape[0] * self.vocab_size * 4 > LOGITS_KEEP_BYTES
+        for start in range(0, hidden.shape[0], chunk):
+            h, t = hidden[start : start + chunk], targets[start : start + chunk]
+            if torch.is_grad_enabled() and recompute:
                 pieces.append(checkpoint(self._chunk_logprobs, h, t, use_reentrant=False))
             else:
                 pieces.append(self._chunk_logprobs(h, t))
@@ -128,10 +142,15 @@ class BaseModel:
         flat_lp = self.token_logprobs(flat_h, flat_t)
         return list(torch.split(flat_lp, lengths))
 
-    def full_logprobs(self, hidden: torch.Tensor) -> torch.Tensor:
-        """log-softmax over the vocabulary for hidden states [n, H] (no grad; for top-k reporting)."""
-        return torch.cat([torch.log_softmax(self.lm_head(hidden[s : s + LOGITS_CHUNK]).float(), -1)
-                          for s in range(0, hidden.shape[0], LOGITS_CHUNK)])
+    def topk_logprobs(self, hidden: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-k (log-probability, token id) per hidden state [n, H], chunked (no grad)."""
+        chunk = logits_chunk(self.vocab_size)
+        values, ids = [], []
+        for s in range(0, hidden.shape[0], chunk):
+            top = torch.topk(torch.log_softmax(self.lm_head(hidden[s : s + chunk]).float(), -1), k, dim=-1)
+            values.append(top.values)
+            ids.append(top.indices)
+        return torch.cat(values), torch.cat(ids)
 
 
 def micro_batches(lengths: Sequence[int], token_budget: int) -> list[list[int]]:

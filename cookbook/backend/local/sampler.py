@@ -1,8 +1,10 @@
 """Batched sampling: one prefill over all rows, then token-by-token decoding with a KV cache.
 
 Concurrent ``sample`` requests (possibly on different adapters, or on the base model) are
-coalesced by the engine into one call of :func:`sample_batch`: prompts are left-padded, each
-request's ``num_samples`` rows share its random generator, and each row stops on its own.
+coalesced by the engine into one call of :func:`sample_batch`: each distinct (adapter, prompt) is
+prefilled once (left-padded) and its KV cache copied to every row that samples from it; each
+request's rows draw from its own random generator (so a seed reproduces a request whatever it is
+batched with), and each row stops on its own.
 
 Reported logprobs are ``log_softmax(logits / temperature)`` of the sampled token (temperature 0
 reports the untempered distribution), before top-k / top-p truncation: at temperature 1 they are
@@ -20,6 +22,7 @@ import torch
 from tinker import types
 
 from .futures import LocalFuture
+from .kv_cache import preallocated_cache
 from .lora import Adapter, use_adapters
 from .model import BaseModel
 
@@ -74,15 +77,38 @@ def _prompt_outputs(model: BaseModel, job: SampleJob, hidden: torch.Tensor) -> d
             lp = model.token_logprobs(hidden[:-1], prompt[1:]).cpu().numpy()
             out["prompt_logprobs_np"] = np.concatenate([[np.nan], lp]).astype(np.float32)
         if job.topk_prompt_logprobs:
-            full = model.full_logprobs(hidden[:-1])
-            k = min(job.topk_prompt_logprobs, full.shape[-1])
-            vals, ids = torch.topk(full, k, dim=-1)
+            k = min(job.topk_prompt_logprobs, model.vocab_size)
+            vals, ids = model.topk_logprobs(hidden[:-1], k)
             ids_np = np.zeros((len(job.prompt), k), dtype=np.int32)
             vals_np = np.full((len(job.prompt), k), -99999.0, dtype=np.float32)
             ids_np[1:], vals_np[1:] = ids.cpu().numpy(), vals.cpu().numpy()
             out["_topk_prompt_logprobs_list"] = [None] + [
                 list(zip(r_ids.tolist(), r_vals.tolist())) for r_ids, r_vals in zip(ids_np[1:], vals_np[1:])]
     return out
+
+
+def _choose_tokens(logprobs: torch.Tensor, rows: Sequence[SampleJob], jobs: Sequence[SampleJob],
+                   job_rows: Sequence[slice]) -> torch.Tensor:
+    """One token per row: argmax for temperature 0, else an inverse-CDF draw from the (top-k /
+    top-p filtered) distribution with one uniform number per row from its request's generator."""
+    choice = logprobs.argmax(-1)
+    sampled = [i for i, job in enumerate(rows) if job.params.temperature != 0]
+    if not sampled:
+        return choice
+    idx = torch.tensor(sampled, device=logprobs.device)
+    lp = logprobs.index_select(0, idx)
+    settings = {(rows[i].params.top_k, rows[i].params.top_p) for i in sampled}
+    if settings != {(-1, 1.0)}:
+        for top_k, top_p in settings:
+            members = [j for j, i in enumerate(sampled) if (rows[i].params.top_k, rows[i].params.top_p) == (top_k, top_p)]
+            sel = torch.tensor(members, device=lp.device)
+            lp[sel] = _filter_top_k_top_p(lp[sel], top_k, top_p)
+    cdf = torch.cumsum(lp.exp(), dim=-1)
+    uniforms = torch.cat([1.0 - torch.rand(rs.stop - rs.start, generator=job.generator, device=logprobs.device)
+                          for job, rs in zip(jobs, job_rows) if job.params.temperature != 0])
+    draw = torch.searchsorted(cdf, (uniforms * cdf[:, -1])[:, None].contiguous())[:, 0]
+    choice[idx] = draw.clamp_(max=logprobs.shape[-1] - 1)
+    return choice
 
 
 @torch.no_grad()
@@ -97,72 +123,83 @@ def sample_batch(model: BaseModel, jobs: Sequence[SampleJob]) -> list[types.Samp
         job_rows.append(slice(start, start + job.num_samples))
         start += job.num_samples
     n_rows = len(rows)
-    width = max(len(j.prompt) for j in jobs)
 
-    ids = torch.zeros(n_rows, width, dtype=torch.long)
-    mask = torch.zeros(n_rows, width, dtype=torch.long)
-    for r, job in enumerate(rows):
+    # Prefill each distinct (adapter, prompt) once, then give every row its own copy of the cache.
+    unique: dict[tuple[int, tuple[int, ...]], int] = {}
+    prefill_jobs: list[SampleJob] = []
+    for job in jobs:
+        key = (id(job.adapter), tuple(job.prompt))
+        if key not in unique:
+            unique[key] = len(prefill_jobs)
+            prefill_jobs.append(job)
+    job_unique = [unique[(id(j.adapter), tuple(j.prompt))] for j in jobs]
+    row_unique = torch.tensor([job_unique[k] for k, j in enumerate(jobs) for _ in range(j.num_samples)])
+
+    width = max(len(j.prompt) for j in prefill_jobs)
+    max_steps = max(j.max_tokens for j in jobs)
+    ids = torch.zeros(len(prefill_jobs), width, dtype=torch.long)
+    mask = torch.zeros(len(prefill_jobs), width + max_steps, dtype=torch.long)
+    for u, job in enumerate(prefill_jobs):
         n = len(job.prompt)
-        ids[r, width - n :] = torch.as_tensor(job.prompt)
-        mask[r, width - n :] = 1
+        ids[u, width - n :] = torch.as_tensor(job.prompt)
+        mask[u, width - n : width] = 1
     ids, mask = ids.to(device), mask.to(device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    row_adapters = [job.adapter for job in rows]
+    positions = (mask[:, :width].cumsum(-1) - 1).clamp(min=0)
 
-    with use_adapters(row_adapters):
-        out = model.body(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+    padded = any(len(j.prompt) != width for j in prefill_jobs)  # without padding, plain causal attention
+    with use_adapters([job.adapter for job in prefill_jobs]):
+        out = model.body(input_ids=ids, attention_mask=mask[:, :width] if padded else None, position_ids=positions,
+                         past_key_values=preallocated_cache(width + max_steps), use_cache=True)
         cache = out.past_key_values
         hidden = out.last_hidden_state
         logits = model.lm_head(hidden[:, -1]).float()
 
     extras = []
-    for job, rs in zip(jobs, job_rows):
+    for job, u in zip(jobs, job_unique):
         need = job.include_prompt_logprobs or job.topk_prompt_logprobs
-        extras.append(_prompt_outputs(model, job, hidden[rs.start, width - len(job.prompt) :]) if need else {})
+        extras.append(_prompt_outputs(model, job, hidden[u, width - len(job.prompt) :]) if need else {})
     del hidden, out
 
-    max_steps = max(j.max_tokens for j in jobs)
+    if len(prefill_jobs) != n_rows:
+        expand = row_unique.to(device)
+        cache.batch_select_indices(expand)
+        logits, mask, positions = logits[expand], mask[expand], positions[expand]
+    row_adapters = [job.adapter for job in rows]
     temps = torch.tensor([j.params.temperature for j in rows], device=device, dtype=torch.float32)
-    greedy = temps == 0
-    temps = torch.where(greedy, torch.ones_like(temps), temps)[:, None]
+    temps = torch.where(temps == 0, torch.ones_like(temps), temps)[:, None]
 
     generated = torch.zeros(n_rows, max_steps, dtype=torch.long)
     gen_logprobs = torch.zeros(n_rows, max_steps, dtype=torch.float32)
     lengths = np.zeros(n_rows, dtype=np.int64)
     done = np.zeros(n_rows, dtype=bool)
     stop_reason = ["length"] * n_rows
+    has_stops = np.array([bool(j.stop_ids or j.stop_strings) for j in rows])
+    row_max_tokens = np.array([j.max_tokens for j in rows])
     next_pos = positions[:, -1:] + 1
 
     for step in range(max_steps):
         logprobs = torch.log_softmax(logits / temps, dim=-1)
-        choice = torch.empty(n_rows, dtype=torch.long, device=device)
-        for job, rs in zip(jobs, job_rows):
-            lp = logprobs[rs]
-            if job.params.temperature == 0:
-                choice[rs] = lp.argmax(-1)
-                continue
-            filtered = _filter_top_k_top_p(lp, job.params.top_k, job.params.top_p)
-            noise = torch.empty(lp.shape, device=device, dtype=torch.float32).exponential_(generator=job.generator)
-            choice[rs] = (filtered - noise.log()).argmax(-1)  # exponential race == categorical draw
+        choice = _choose_tokens(logprobs, rows, jobs, job_rows)
         chosen_lp = logprobs.gather(-1, choice[:, None])[:, 0]
         choice_cpu, chosen_lp_cpu = choice.cpu(), chosen_lp.cpu()
+        generated[:, step] = choice_cpu
+        gen_logprobs[:, step] = chosen_lp_cpu
 
-        for r in np.flatnonzero(~done):
+        active = np.flatnonzero(~done)
+        lengths[active] += 1
+        choice_np = choice_cpu.numpy()
+        for r in active[has_stops[active]]:
             job = rows[r]
-            tok = int(choice_cpu[r])
-            generated[r, lengths[r]] = tok
-            gen_logprobs[r, lengths[r]] = chosen_lp_cpu[r]
-            lengths[r] += 1
-            if tok in job.stop_ids or (job.stop_strings and _ends_with_stop(model, generated[r, : lengths[r]], job)):
+            if int(choice_np[r]) in job.stop_ids or (
+                    job.stop_strings and _ends_with_stop(model, generated[r, : lengths[r]], job)):
                 done[r], stop_reason[r] = True, "stop"
-            elif lengths[r] >= job.max_tokens:
-                done[r] = True
+        done |= lengths >= row_max_tokens
         if done.all():
             break
-        mask = torch.cat([mask, torch.ones(n_rows, 1, dtype=mask.dtype, device=device)], dim=1)
+        mask[:, width + step] = 1
         with use_adapters(row_adapters):
-            out = model.body(input_ids=choice[:, None], attention_mask=mask, position_ids=next_pos,
-                             past_key_values=cache, use_cache=True)
+            out = model.body(input_ids=choice[:, None], attention_mask=mask[:, : width + step + 1] if padded else None,
+                             position_ids=next_pos, past_key_values=cache, use_cache=True)
             cache = out.past_key_values
             logits = model.lm_head(out.last_hidden_state[:, -1]).float()
         next_pos = next_pos + 1
