@@ -173,3 +173,16 @@ def test_base_model_sampler_ignores_adapters(service, trained):
     f_base, f_fresh, f_trained = (c.sample(prompt, 1, params) for c in (base, fresh, sc))  # one mixed batch
     assert f_base.result().sequences[0].tokens == f_fresh.result().sequences[0].tokens  # B = 0: same model
     assert f_trained.result().sequences[0].tokens != f_base.result().sequences[0].tokens
+
+
+def test_kv_cache_growing_past_its_preallocation_gives_the_same_tokens(trained, monkeypatch):
+    from cookbook.backend.local import sampler
+
+    _, sc = trained
+    prompt = types.ModelInput.from_ints(PROMPTS[0])
+    params = types.SamplingParams(max_tokens=40, temperature=0.0, stop=[])
+    expected = sc.sample(prompt, 2, params).result()
+    monkeypatch.setattr(sampler, "KV_PREALLOCATE_MAX", 3)  # forces two doublings of the buffers
+    grown = sc.sample(prompt, 2, params).result()
+    assert [s.tokens for s in grown.sequences] == [s.tokens for s in expected.sequences]
+    np.testing.assert_allclose(grown.sequences[0].logprobs, expected.sequences[0].logprobs, atol=1e-5)

@@ -27,6 +27,9 @@ from .lora import Adapter, use_adapters
 from .model import BaseModel
 
 
+KV_PREALLOCATE_MAX = 1024  # new-token positions reserved up front; the cache doubles beyond that
+
+
 @dataclass
 class SampleJob:
     prompt: list[int]
@@ -149,7 +152,8 @@ def sample_batch(model: BaseModel, jobs: Sequence[SampleJob]) -> list[types.Samp
     padded = any(len(j.prompt) != width for j in prefill_jobs)  # without padding, plain causal attention
     with use_adapters([job.adapter for job in prefill_jobs]):
         out = model.body(input_ids=ids, attention_mask=mask[:, :width] if padded else None, position_ids=positions,
-                         past_key_values=preallocated_cache(width + max_steps), use_cache=True)
+                         past_key_values=preallocated_cache(width + min(max_steps, KV_PREALLOCATE_MAX)),
+                         use_cache=True)
         cache = out.past_key_values
         hidden = out.last_hidden_state
         logits = model.lm_head(hidden[:, -1]).float()
