@@ -176,3 +176,28 @@ def test_adamw_matches_torch_adamw_with_decay_and_clipping(service):
         ref.step()
     for ours, theirs in zip(tc.adapter.parameters(), params):
         torch.testing.assert_close(ours.detach(), theirs.detach(), atol=1e-7, rtol=1e-6)
+
+
+def test_activation_checkpointing_gives_the_same_gradients(service, tmp_path, monkeypatch):
+    import cookbook
+    from cookbook.backend.local import Engine
+    from cookbook.backend.local import model as model_module
+
+    calls = []
+    real_checkpoint = model_module.checkpoint
+    monkeypatch.setattr(model_module, "checkpoint", lambda fn, *a, **k: calls.append(fn) or real_checkpoint(fn, *a, **k))
+    data = [make_datum(s) for s in SEQS]
+    checkpointed = cookbook.service_client(engine=Engine("cpu", "float32", activation_checkpointing=True),
+                                           checkpoint_root=tmp_path)
+    grads = []
+    for svc in (service, checkpointed):
+        tc = svc.create_lora_training_client("tiny", rank=8, seed=9)
+        randomize_adapter(tc, seed=9)
+        out = tc.forward_backward(data, "cross_entropy").result()
+        grads.append((out.metrics["loss:sum"], [p.grad.clone() for p in tc.adapter.parameters()]))
+    layers = checkpointed.engine.model("tiny").model.config.num_hidden_layers
+    assert sum(fn.__name__ == "forward" for fn in calls) >= layers  # every decoder layer was recomputed
+    assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-6)
+    for a, b in zip(grads[0][1], grads[1][1]):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+    checkpointed.engine.close()

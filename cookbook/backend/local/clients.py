@@ -52,6 +52,8 @@ class ServiceClient(_ReadyClient):
         checkpoint_root: where ``local://`` checkpoints live (default ``COOKBOOK_CHECKPOINT_ROOT``
             or ``~/.cache/cookbook/checkpoints``).
         engine: share an explicit :class:`Engine` (default: one per device and dtype per process).
+        activation_checkpointing: recompute each decoder layer's activations in backward instead of
+            keeping them (less memory for long sequences, about a third more compute).
     """
 
     def __init__(
@@ -61,8 +63,9 @@ class ServiceClient(_ReadyClient):
         dtype: str | torch.dtype | None = None,
         checkpoint_root: str | os.PathLike | None = None,
         engine: Engine | None = None,
+        activation_checkpointing: bool = False,
     ) -> None:
-        self.engine = engine or default_engine(device, dtype)
+        self.engine = engine or default_engine(device, dtype, activation_checkpointing)
         self.checkpoint_root = Path(checkpoint_root) if checkpoint_root else checkpoints.default_root()
         self.session_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         self._run_counter = itertools.count()

@@ -47,12 +47,14 @@ class Engine:
         coalesce_window_s: float = 0.003,
         max_sample_rows: int = 256,
         train_token_budget: int = 16384,
+        activation_checkpointing: bool = False,
     ) -> None:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.coalesce_window_s = coalesce_window_s
         self.max_sample_rows = max_sample_rows
         self.train_token_budget = train_token_budget
+        self.activation_checkpointing = activation_checkpointing
         self._models: dict[str, BaseModel] = {}
         self.stats = {"sample_batches": 0, "sample_requests": 0}
         self._load_lock = threading.Lock()
@@ -79,7 +81,8 @@ class Engine:
         """The shared frozen base model, loaded on first use."""
         with self._load_lock:
             if base_model not in self._models:
-                self._models[base_model] = BaseModel.load(base_model, self.device, self.dtype)
+                self._models[base_model] = BaseModel.load(base_model, self.device, self.dtype,
+                                                          activation_checkpointing=self.activation_checkpointing)
             return self._models[base_model]
 
     def submit(self, fn: Callable[[], T]) -> LocalFuture[T]:
@@ -155,16 +158,17 @@ class Engine:
             job.future._set(response)
 
 
-_default_engines: dict[tuple[str, str], Engine] = {}
+_default_engines: dict[tuple[str, str, bool], Engine] = {}
 _default_lock = threading.Lock()
 
 
-def default_engine(device: str | None = None, dtype: str | torch.dtype | None = None) -> Engine:
-    """One engine per (device, dtype) per process, so clients share base-model weights."""
+def default_engine(device: str | None = None, dtype: str | torch.dtype | None = None,
+                   activation_checkpointing: bool = False) -> Engine:
+    """One engine per (device, dtype, checkpointing) per process, so clients share base-model weights."""
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
-    key = (str(dev), str(dt))
+    key = (str(dev), str(dt), activation_checkpointing)
     with _default_lock:
         if key not in _default_engines:
-            _default_engines[key] = Engine(str(dev), dt)
+            _default_engines[key] = Engine(str(dev), dt, activation_checkpointing=activation_checkpointing)
         return _default_engines[key]

@@ -67,12 +67,15 @@ class BaseModel:
     dtype: torch.dtype
 
     @classmethod
-    def load(cls, base_model: str, device: torch.device, dtype: torch.dtype) -> "BaseModel":
+    def load(cls, base_model: str, device: torch.device, dtype: torch.dtype, *,
+             activation_checkpointing: bool = False) -> "BaseModel":
         location = model_location(base_model)
         tokenizer = transformers.AutoTokenizer.from_pretrained(location)
         model = transformers.AutoModelForCausalLM.from_pretrained(location, dtype=dtype, attn_implementation="sdpa")
         model.to(device).eval()
         lora.wrap_model(model)
+        if activation_checkpointing:
+            checkpoint_decoder_layers(model)
         return cls(base_model, location, model, tokenizer, device, dtype)
 
     @property
@@ -151,6 +154,26 @@ class BaseModel:
             values.append(top.values)
             ids.append(top.indices)
         return torch.cat(values), torch.cat(ids)
+
+
+def checkpoint_decoder_layers(model: nn.Module) -> None:
+    """Recompute each decoder layer in backward (only when gradients are being computed).
+
+    The layers' ``forward`` is wrapped in place, so module names, and with them LoRA adapter and
+    checkpoint keys, stay the same with and without checkpointing.
+    """
+    layers = getattr(model.get_decoder(), "layers", None)
+    if layers is None:
+        raise ValueError(f"activation checkpointing: {type(model).__name__} has no decoder layers list")
+    for layer in layers:
+        inner = layer.forward
+
+        def forward(*args, _inner=inner, **kwargs):
+            if torch.is_grad_enabled():
+                return checkpoint(_inner, *args, use_reentrant=False, **kwargs)
+            return _inner(*args, **kwargs)
+
+        layer.forward = forward
 
 
 def micro_batches(lengths: Sequence[int], token_budget: int) -> list[list[int]]:
