@@ -114,7 +114,7 @@ def _choose_tokens(logprobs: torch.Tensor, rows: Sequence[SampleJob], jobs: Sequ
     return choice
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def sample_batch(model: BaseModel, jobs: Sequence[SampleJob]) -> list[types.SampleResponse]:
     device = model.device
     for job in jobs:
