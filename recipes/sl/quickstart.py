@@ -30,7 +30,7 @@ class Config(TrainConfig):
     base_model: str = "tiny"
     renderer: str = "tiny"
     digits: int = 2
-    n_train: int = 40000
+    n_train: int = 40000  # one epoch at batch 64 = 625 steps
     n_test: int = 200
     n_show: int = 4
     lora_rank: int = 32
@@ -39,7 +39,7 @@ class Config(TrainConfig):
     warmup_steps: int = 20
     grad_clip_norm: float = 1.0
     batch_size: int | None = 64
-    max_steps: int | None = 500
+    max_steps: int | None = None
     log_path: str = "runs/quickstart"
     if_exists: str = "overwrite"
 

@@ -22,7 +22,7 @@ def test_overrides_nested_overrides_and_presets():
     assert cfg.learning_rate == 0.01 and cfg.data.source == "x.jsonl" and cfg.data.test_size == 3
     cfg = parse_config(chat_sft.Config, ["preset=addition_tiny", "batch_size=16"], group="sl")
     assert cfg.batch_size == 16  # the command line wins over the preset
-    assert cfg.max_steps == 500 and cfg.data.train_on_what == "last_assistant_message"  # from the preset
+    assert cfg.max_steps == 625 and cfg.data.train_on_what == "last_assistant_message"  # from the preset
 
 
 def test_unknown_key_bad_value_unknown_preset_are_clear_errors():
