@@ -144,6 +144,13 @@ def conversation_to_datum(conversation: Conversation, renderer: Renderer, train_
     )
 
 
+def conversations_to_data(conversations: Sequence[Conversation], renderer: Renderer,
+                          train_on_what: TrainOnWhat | str, max_length: int | None = None) -> list[types.Datum]:
+    """Datums of the conversations that keep at least one trained token (see conversation_to_datum)."""
+    data = (conversation_to_datum(c, renderer, train_on_what, max_length) for c in conversations)
+    return [d for d in data if d is not None]
+
+
 def batch_indices(lengths: Sequence[int], *, batch_size: int | None, max_tokens: int | None,
                   seed: int, epoch: int) -> list[list[int]]:
     """One epoch of batches, shuffled with (seed, epoch): by example count or by a token budget."""

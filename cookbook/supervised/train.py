@@ -82,13 +82,17 @@ def num_steps(config: TrainConfig, n_batches_per_epoch: int) -> int:
     return min(total, config.max_steps) if config.max_steps is not None else total
 
 
+def weight_sum(data: Sequence[types.Datum]) -> float:
+    """Total loss weight of some datums (the number of trained tokens for 0/1 weights)."""
+    return float(sum(d.loss_fn_inputs["weights"].to_numpy().sum() for d in data))
+
+
 def test_nll(training_client: Any, data: Sequence[types.Datum], batch_size: int = 64) -> float:
     """Mean negative log-likelihood per weighted token under the current weights."""
     futures = [training_client.forward(list(data[i: i + batch_size]), "cross_entropy")
                for i in range(0, len(data), batch_size)]
     loss = sum(f.result().metrics["loss:sum"] for f in futures)
-    weight = sum(float(sum(d.loss_fn_inputs["weights"].tolist())) for d in data)
-    return loss / max(weight, 1e-9)
+    return loss / max(weight_sum(data), 1e-9)
 
 
 def train(
@@ -157,7 +161,7 @@ def train(
                                 weight_decay=config.weight_decay, grad_clip_norm=config.grad_clip_norm)
         return dict(step=step, lr=lr, fb=tc.forward_backward(batch, "cross_entropy"), opt=tc.optim_step(adam),
                     tokens=sum(d.model_input.length for d in batch),
-                    weight=sum(float(sum(d.loss_fn_inputs["weights"].tolist())) for d in batch))
+                    weight=weight_sum(batch))
 
     clock = {"last": time.monotonic()}
 

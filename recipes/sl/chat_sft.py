@@ -14,7 +14,7 @@ from __future__ import annotations
 import chz
 
 from cookbook.recipe_cli import run_recipe
-from cookbook.supervised.data import DatasetSpec, conversation_to_datum, load_conversations, split_train_test
+from cookbook.supervised.data import DatasetSpec, conversations_to_data, load_conversations, split_train_test
 from cookbook.supervised.train import TrainConfig, TrainResult, train
 from cookbook.tokenizer_utils import get_tokenizer
 from renderers import get_recommended_renderer_name, get_renderer
@@ -52,8 +52,7 @@ def build_data(config: Config):
     train_convs, test_convs = split_train_test(conversations, config.data.test_size, seed=config.seed)
 
     def to_data(convs):
-        data = (conversation_to_datum(c, renderer, config.data.train_on_what, config.data.max_length) for c in convs)
-        return [d for d in data if d is not None]
+        return conversations_to_data(convs, renderer, config.data.train_on_what, config.data.max_length)
 
     return to_data(train_convs), to_data(test_convs), renderer
 

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cookbook.recipe_cli import run_recipe
-from cookbook.supervised.data import addition_conversations, conversation_to_datum
+from cookbook.supervised.data import addition_conversations, conversations_to_data
 from cookbook.supervised.train import TrainConfig, make_service, train
 from cookbook.tokenizer_utils import get_tokenizer
 from evals.generation import Problem, accuracy_hook, generate
@@ -67,7 +67,7 @@ def main(config: Config) -> dict:
     started = time.monotonic()
     renderer = get_renderer(config.renderer, get_tokenizer(config.base_model))
     train_convs, problems = addition_problems(config)
-    train_data = [d for d in (conversation_to_datum(c, renderer, "last_assistant_message") for c in train_convs) if d]
+    train_data = conversations_to_data(train_convs, renderer, "last_assistant_message")
     evaluate = accuracy_hook(problems, renderer, max_tokens=8)
 
     service = make_service(config)

@@ -187,15 +187,3 @@ def wrap_model(model: nn.Module) -> list[str]:
             names.append(name)
     return names
 
-
-def merged_state_dict(model: nn.Module, adapter: Adapter) -> dict[str, torch.Tensor]:
-    """Base weights with the adapter folded in (W + scale * B @ A), under the original HF names."""
-    merged: dict[str, torch.Tensor] = {}
-    for name, module in model.named_modules():
-        if isinstance(module, LoRALinear):
-            w = module.base.weight.detach()
-            if name in adapter.a:
-                delta = adapter.b[name].detach().float() @ adapter.a[name].detach().float() * adapter.spec.scale
-                w = (w.float() + delta.to(w.device)).to(w.dtype)
-            merged[f"{name}.weight"] = w.clone()
-    return merged
