@@ -128,7 +128,8 @@ def run_jobs(plan: Plan, args: argparse.Namespace, console: Console) -> tuple[li
                 if workload == "longctx":
                     model, new_rows = workloads.longctx(ctx, sizes)
                 else:
-                    model = models.get_model(name, plan.layers if name in models.DEEP_SHAPES else None)
+                    layers = plan.layers if name in models.DEEP_SHAPES else None
+                    model = ctx.on_compute_thread(lambda: models.get_model(name, layers))
                     new_rows = (workloads.train if workload == "train" else workloads.sample)(ctx, model, sizes)
                 model_info[model.name] = model.as_dict()
             except Exception as exc:  # noqa: BLE001 - one failing workload (e.g. OOM) must not stop the suite

@@ -37,6 +37,18 @@ class Context:
     baseline_rows: int | None  # rows per baseline micro-batch (None: automatic)
     status: Callable[[str], None]
 
+    def on_compute_thread(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the thread where ours computes (the engine's worker).
+
+        Baseline work runs there too: on CPU, a second thread running parallel torch ops gets its
+        own OpenMP thread team, and more OpenMP threads than cores slows both sides' matmuls
+        (bench/README.md, "One compute thread").
+        """
+        return self.service.engine.call(fn)
+
+    def baseline_side(self, fn: Callable[[], T]) -> Callable[[], T]:
+        return lambda: self.on_compute_thread(fn)
+
     def first_call(self, fn: Callable[[], T]) -> tuple[T, MemStats | None]:
         """The first (warm-up) call of a side; on CUDA also its peak memory, measured in-process."""
         if self.device.type == "cuda":
@@ -114,7 +126,7 @@ def train(ctx: Context, model: BenchModel, sizes: Sizes) -> list[Row]:
 
     ctx.status("train: loading")
     ours_t = ours.Trainer(ctx.service, model.path, seqs)
-    base_t = baseline.Trainer(model.path, seqs, ctx.device, ctx.dtype, rows_mb)
+    base_t = ctx.on_compute_thread(lambda: baseline.Trainer(model.path, seqs, ctx.device, ctx.dtype, rows_mb))
     row.extra.update(trainable_ours=ours_t.trainable_params(), trainable_baseline=base_t.trainable_params())
     if row.extra["trainable_ours"] != row.extra["trainable_baseline"]:
         row.notes.append(f"{model.name}: LoRA sizes differ (ours {row.extra['trainable_ours']:,}, "
@@ -122,11 +134,11 @@ def train(ctx: Context, model: BenchModel, sizes: Sizes) -> list[Row]:
     ctx.status("train: ours (warm-up)")
     loss_o, m_o = ctx.first_call(ours_t.step)
     ctx.status("train: baseline (warm-up)")
-    loss_b, m_b = ctx.first_call(base_t.step)
+    loss_b, m_b = ctx.first_call(ctx.baseline_side(base_t.step))
     _loss_check(row, loss_o, loss_b, ctx.dtype)
     row.mem_ours, row.mem_baseline = probed.get("ours", m_o), probed.get("baseline", m_b)
 
-    times = ctx.time({"ours": ours_t.step, "baseline": base_t.step}, "train")
+    times = ctx.time({"ours": ours_t.step, "baseline": ctx.baseline_side(base_t.step)}, "train")
     row.ours, row.baseline = real / times["ours"].median, real / times["baseline"].median
     row.extra.update(step_s_ours=times["ours"].as_dict(), step_s_baseline=times["baseline"].as_dict())
     if ctx.peak_flops:
@@ -152,11 +164,11 @@ def sample(ctx: Context, model: BenchModel, sizes: Sizes) -> list[Row]:
     k = min(sizes.per_request_limit or len(rows), len(rows))
     ctx.status("sample: loading")
     sampler = ours.Sampler(ctx.service, model.path)
-    gen = baseline.Generator(model.path, ctx.device, ctx.dtype)
+    gen = ctx.on_compute_thread(lambda: baseline.Generator(model.path, ctx.device, ctx.dtype))
     sides = {
         "ours": lambda: sampler.sample(rows, n),
-        "batched generate": lambda: gen.batched(rows, n),
-        "per-request generate": lambda: gen.per_request(rows[:k], n),
+        "batched generate": ctx.baseline_side(lambda: gen.batched(rows, n)),
+        "per-request generate": ctx.baseline_side(lambda: gen.per_request(rows[:k], n)),
     }
     mems: dict[str, MemStats | None] = {}
     before = sampler.decode_batches()
@@ -202,7 +214,7 @@ def _rows_text(rows: int, new_tokens: int) -> str:
 def _decode(ctx: Context, model: BenchModel, sampler: ours.Sampler, gen: baseline.Generator,
             rows: list[list[int]], n: int) -> Row:
     b = len(rows)
-    sides = {"ours": lambda: sampler.sample(rows, n), "batched generate": lambda: gen.batched(rows, n)}
+    sides = {"ours": lambda: sampler.sample(rows, n), "batched generate": ctx.baseline_side(lambda: gen.batched(rows, n))}
     mems = {}
     for name, fn in sides.items():
         ctx.status(f"decode b={b}: {name} (warm-up)")
@@ -218,7 +230,7 @@ def _decode(ctx: Context, model: BenchModel, sampler: ours.Sampler, gen: baselin
 # --- long context ----------------------------------------------------------------------------
 def longctx(ctx: Context, sizes: Sizes) -> tuple[BenchModel, list[Row]]:
     """Peak memory of one ``forward_backward`` over one long sequence (150k vocabulary)."""
-    model = models.get_model("long-context")
+    model = ctx.on_compute_thread(lambda: models.get_model("long-context"))
     tokens = sizes.longctx_tokens
     seqs = inputs.training_batch(1, tokens, tokens)
     row = Row(model.label, "longctx", f"1 seq x {tokens:,} tok, forward_backward", "MB", "transformers+peft",
@@ -243,7 +255,11 @@ def longctx(ctx: Context, sizes: Sizes) -> tuple[BenchModel, list[Row]]:
 
 
 def _longctx_in_process(ctx: Context, model: BenchModel, seqs: list[list[int]], side: str) -> dict:
-    trainer = (ours.Trainer(ctx.service, model.path, seqs) if side == "ours"
-               else baseline.Trainer(model.path, seqs, ctx.device, ctx.dtype))
-    seconds, (loss, stats) = timing.timed(lambda: memory.measure(trainer.forward_backward, ctx.device), ctx.device)
+    if side == "ours":
+        trainer = ours.Trainer(ctx.service, model.path, seqs)
+        fb = trainer.forward_backward
+    else:
+        trainer = ctx.on_compute_thread(lambda: baseline.Trainer(model.path, seqs, ctx.device, ctx.dtype))
+        fb = ctx.baseline_side(trainer.forward_backward)
+    seconds, (loss, stats) = timing.timed(lambda: memory.measure(fb, ctx.device), ctx.device)
     return dict(memory=stats, seconds=seconds, loss=loss)

@@ -91,7 +91,7 @@ class ServiceClient(_ReadyClient):
         spec = LoraSpec(rank=rank, alpha=float(alpha), train_attn=train_attn, train_mlp=train_mlp,
                         train_unembed=train_unembed)
         base = self.engine.model(base_model)
-        adapter = new_adapter(base.model, spec, seed, base.device)
+        adapter = self.engine.call(lambda: new_adapter(base.model, spec, seed, base.device))
         return TrainingClient(self, base, adapter, f"{self.session_id}_train_{next(self._run_counter)}",
                               user_metadata)
 
@@ -118,7 +118,7 @@ class ServiceClient(_ReadyClient):
             base_model or info.base_model, rank=info.lora.rank, train_mlp=info.lora.train_mlp,
             train_attn=info.lora.train_attn, train_unembed=info.lora.train_unembed,
             user_metadata=user_metadata, alpha=info.lora.alpha)
-        client._load(directory, with_optimizer)
+        self.engine.call(lambda: client._load(directory, with_optimizer))
         return client
 
     # --- sampling clients ---------------------------------------------------------------
@@ -133,9 +133,12 @@ class ServiceClient(_ReadyClient):
         directory = checkpoints.resolve(model_path, self.checkpoint_root)
         info = checkpoints.read_info(directory)
         base = self.engine.model(base_model or info.base_model)
-        adapter = new_adapter(base.model, info.lora, None, base.device)
-        adapter.load_state_dict(checkpoints.load_adapter_weights(directory))
-        return SamplingClient(self, base, adapter.snapshot())
+
+        def load() -> Adapter:
+            adapter = new_adapter(base.model, info.lora, None, base.device)
+            adapter.load_state_dict(checkpoints.load_adapter_weights(directory))
+            return adapter.snapshot()
+        return SamplingClient(self, base, self.engine.call(load))
 
     def get_server_capabilities(self) -> types.GetServerCapabilitiesResponse:
         names = sorted({"tiny", *self.engine._models})
