@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from . import lora
+from .decode_step import DecodeStep
 from .tiny import TINY_NAME, tiny_model_dir
 
 transformers.utils.logging.disable_progress_bar()
@@ -65,6 +66,7 @@ class BaseModel:
     tokenizer: transformers.PreTrainedTokenizerBase
     device: torch.device
     dtype: torch.dtype
+    decode_step: DecodeStep | None = None  # fast single-token step (None: decode with the model's forward)
 
     @classmethod
     def load(cls, base_model: str, device: torch.device, dtype: torch.dtype, *,
@@ -76,7 +78,7 @@ class BaseModel:
         lora.wrap_model(model)
         if activation_checkpointing:
             checkpoint_decoder_layers(model)
-        return cls(base_model, location, model, tokenizer, device, dtype)
+        return cls(base_model, location, model, tokenizer, device, dtype, DecodeStep.for_model(model))
 
     @property
     def vocab_size(self) -> int:

@@ -169,6 +169,10 @@ def sample_batch(model: BaseModel, jobs: Sequence[SampleJob]) -> list[types.Samp
         cache.batch_select_indices(expand)
         logits, mask, positions = logits[expand], mask[expand], positions[expand]
     row_adapters = [job.adapter for job in rows]
+    step_fn = model.decode_step
+    if step_fn is not None and padded:
+        attn_mask = mask.bool()[:, None, None, :]  # prompt padding masked, generated positions valid
+        attn_mask[..., width:] = True
     temps = torch.tensor([j.params.temperature for j in rows], device=device, dtype=torch.float32)
     temps = torch.where(temps == 0, torch.ones_like(temps), temps)[:, None]
 
@@ -200,12 +204,15 @@ def sample_batch(model: BaseModel, jobs: Sequence[SampleJob]) -> list[types.Samp
         done |= lengths >= row_max_tokens
         if done.all():
             break
-        mask[:, width + step] = 1
         with use_adapters(row_adapters):
-            out = model.body(input_ids=choice[:, None], attention_mask=mask[:, : width + step + 1] if padded else None,
-                             position_ids=next_pos, past_key_values=cache, use_cache=True)
-            cache = out.past_key_values
-            logits = model.lm_head(out.last_hidden_state[:, -1]).float()
+            if step_fn is not None:
+                hidden = step_fn(choice, next_pos, cache, attn_mask[..., : width + step + 1] if padded else None)
+            else:
+                mask[:, width + step] = 1
+                out = model.body(input_ids=choice[:, None], attention_mask=mask[:, : width + step + 1] if padded else None,
+                                 position_ids=next_pos, past_key_values=cache, use_cache=True)
+                cache, hidden = out.past_key_values, out.last_hidden_state[:, -1]
+            logits = model.lm_head(hidden).float()
         next_pos = next_pos + 1
 
     responses = []

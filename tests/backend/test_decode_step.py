@@ -1,0 +1,89 @@
+"""The fast single-token decode step equals decoding through the model's own forward.
+
+Architectures are built locally with random weights and saved in Hugging Face format (the tiny
+model's tokenizer), so the load-by-path code path runs too.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import transformers
+from tinker import types
+
+from backend_helpers import randomize_adapter
+from cookbook.backend.local.decode_step import DecodeStep
+from cookbook.backend.local.tiny import tiny_model_dir
+
+SMALL = dict(vocab_size=263, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, max_position_embeddings=256, eos_token_id=0, tie_word_embeddings=False)
+CONFIGS = {
+    "llama": lambda: transformers.LlamaConfig(**SMALL),
+    "qwen2": lambda: transformers.Qwen2Config(**SMALL),  # q/k/v biases
+    "qwen3": lambda: transformers.Qwen3Config(head_dim=16, **SMALL),  # per-head q/k norms
+    "mistral": lambda: transformers.MistralConfig(sliding_window=None, **SMALL),
+}
+# Prompts of different lengths: the batch is left-padded, so attention masks are exercised.
+PROMPTS = [[104, 101, 108, 108, 111, 32, 119], [49, 43, 49, 61], [10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110]]
+
+
+def _save(config: transformers.PretrainedConfig, directory) -> str:
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(config)
+    with torch.no_grad():  # random weights large enough that the distributions are far from uniform
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0.0, 0.3)
+    model.save_pretrained(directory)
+    transformers.AutoTokenizer.from_pretrained(tiny_model_dir()).save_pretrained(directory)
+    return str(directory)
+
+
+def _sample_all(clients, max_tokens: int = 12):
+    """Greedy and seeded temperature-1 samples of every prompt from every client, all coalesced."""
+    futures = []
+    for sc in clients:
+        for i, prompt in enumerate(PROMPTS):
+            for temperature in (0.0, 1.0):
+                params = types.SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=i, stop=[])
+                futures.append(sc.sample(types.ModelInput.from_ints(prompt), 2, params))
+    return [[(list(s.tokens), np.asarray(s.logprobs)) for s in f.result().sequences] for f in futures]
+
+
+@pytest.mark.parametrize("fused_attention", [False, True], ids=["matmul-attention", "sdpa"])
+@pytest.mark.parametrize("arch", sorted(CONFIGS))
+def test_fast_decode_equals_model_forward(service, tmp_path, monkeypatch, arch, fused_attention):
+    path = _save(CONFIGS[arch](), tmp_path / arch)
+    tc = service.create_lora_training_client(path, rank=4, seed=1)
+    randomize_adapter(tc, seed=1, scale=0.3)
+    clients = [tc.save_weights_and_get_sampling_client(), service.create_sampling_client(base_model=path)]
+    base = tc.base
+    assert isinstance(base.decode_step, DecodeStep)
+    monkeypatch.setattr(base.decode_step, "fused_attention", fused_attention)  # CPU default: matmul; CUDA: sdpa
+
+    fast = _sample_all(clients)
+    monkeypatch.setattr(base, "decode_step", None)
+    reference = _sample_all(clients)
+
+    worst = 0.0
+    for fast_seqs, ref_seqs in zip(fast, reference):
+        for (f_tokens, f_lp), (r_tokens, r_lp) in zip(fast_seqs, ref_seqs):
+            assert f_tokens == r_tokens
+            worst = max(worst, float(np.abs(f_lp - r_lp).max()))
+    assert worst < 1e-4, worst  # fp32 rounding of differently ordered reductions
+    # the adapter changes the samples (so the comparison covers the LoRA path)
+    assert fast[0] != fast[2 * len(PROMPTS)]
+
+
+def test_unsupported_architectures_decode_through_the_model(service, tmp_path):
+    sliding = transformers.MistralConfig(sliding_window=64, **SMALL)
+    model = transformers.AutoModelForCausalLM.from_config(sliding)
+    assert DecodeStep.for_model(model) is None
+    gpt2 = transformers.GPT2Config(vocab_size=263, n_embd=64, n_layer=2, n_head=4, n_positions=256, eos_token_id=0)
+    path = _save(gpt2, tmp_path / "gpt2")
+    sc = service.create_sampling_client(base_model=path)
+    assert sc.base.decode_step is None
+    res = sc.sample(types.ModelInput.from_ints(PROMPTS[0]), 2,
+                    types.SamplingParams(max_tokens=8, temperature=0.0, stop=[])).result()
+    assert [len(s.tokens) for s in res.sequences] == [8, 8]
