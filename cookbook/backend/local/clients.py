@@ -137,7 +137,7 @@ class ServiceClient(_ReadyClient):
         def load() -> Adapter:
             adapter = new_adapter(base.model, info.lora, None, base.device)
             adapter.load_state_dict(checkpoints.load_adapter_weights(directory))
-            return adapter.snapshot()
+            return adapter.snapshot(base.dtype)
         return SamplingClient(self, base, self.engine.call(load))
 
     def get_server_capabilities(self) -> types.GetServerCapabilitiesResponse:
@@ -303,7 +303,7 @@ class TrainingClient(_ReadyClient):
     def save_weights_and_get_sampling_client(self, name: str | None = None, retry_config: Any = None,
                                              **_: Any) -> "SamplingClient":
         """A sampler on a snapshot of the current weights (after every request submitted before it)."""
-        snapshot = self._engine.submit(self.adapter.snapshot).result()
+        snapshot = self._engine.call(lambda: self.adapter.snapshot(self.base.dtype))
         return SamplingClient(self.service, self.base, snapshot)
 
     def create_sampling_client(self, model_path: str, retry_config: Any = None, **_: Any) -> "SamplingClient":

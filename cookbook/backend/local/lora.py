@@ -7,6 +7,11 @@ the engine chooses which adapters are active for a call with :func:`use_adapters
 batch may use different adapters (multi-LoRA decoding), or none (the base model).
 
 output = base(x) + (alpha / rank) * (x @ A^T) @ B^T
+
+Adapter weights (and so gradients and optimizer state) are kept in fp32; the LoRA matmuls run in
+the input's dtype (bf16 on GPU), casting the small A and B rather than the activations, so no
+fp32 copy of any layer input is made or saved for backward. Sampling snapshots are stored in the
+model's dtype directly.
 """
 
 from __future__ import annotations
@@ -80,12 +85,12 @@ class Adapter:
                 self.a[name].copy_(sd[f"{name}.lora_A"])
                 self.b[name].copy_(sd[f"{name}.lora_B"])
 
-    def snapshot(self) -> "Adapter":
-        """A frozen copy (for sampling clients): later training does not change it."""
+    def snapshot(self, dtype: torch.dtype | None = None) -> "Adapter":
+        """A frozen copy (for sampling clients), in ``dtype`` if given: later training does not change it."""
         snap = Adapter(self.spec)
         for name in self.a:
-            snap.a[name] = nn.Parameter(self.a[name].detach().clone(), requires_grad=False)
-            snap.b[name] = nn.Parameter(self.b[name].detach().clone(), requires_grad=False)
+            snap.a[name] = nn.Parameter(self.a[name].detach().to(dtype, copy=True), requires_grad=False)
+            snap.b[name] = nn.Parameter(self.b[name].detach().to(dtype, copy=True), requires_grad=False)
         return snap
 
     def num_bytes(self) -> int:
@@ -111,11 +116,29 @@ def new_adapter(model: nn.Module, spec: LoraSpec, seed: int | None, device: torc
     return adapter
 
 
+class _Group:
+    """An adapter and the batch rows it applies to (None: every row)."""
+
+    __slots__ = ("adapter", "rows", "_on_device")
+
+    def __init__(self, adapter: Adapter, rows: list[int] | None) -> None:
+        self.adapter = adapter
+        self.rows = None if rows is None else torch.tensor(rows)
+        self._on_device: dict[torch.device, torch.Tensor] = {}
+
+    def rows_on(self, device: torch.device) -> torch.Tensor:
+        """The row indices on ``device``, copied there once per routing, not once per layer."""
+        rows = self._on_device.get(device)
+        if rows is None:
+            rows = self._on_device[device] = self.rows.to(device)
+        return rows
+
+
 class _Routing(threading.local):
     """Which adapter each batch row uses, for the duration of one model call."""
 
     def __init__(self) -> None:
-        self.groups: list[tuple[Adapter, torch.Tensor | None]] = []
+        self.groups: list[_Group] = []
 
 
 _routing = _Routing()
@@ -125,16 +148,16 @@ _routing = _Routing()
 def use_adapters(row_adapters: Adapter | None | Sequence[Adapter | None]) -> Iterator[None]:
     """Activate one adapter for every row, or one per row (``None`` = base model for that row)."""
     if row_adapters is None or isinstance(row_adapters, Adapter):
-        groups = [] if row_adapters is None else [(row_adapters, None)]
+        groups = [] if row_adapters is None else [_Group(row_adapters, None)]
     else:
         by_id: dict[int, tuple[Adapter, list[int]]] = {}
         for row, ad in enumerate(row_adapters):
             if ad is not None:
                 by_id.setdefault(id(ad), (ad, []))[1].append(row)
         if len(by_id) == 1 and len(next(iter(by_id.values()))[1]) == len(row_adapters):
-            groups = [(next(iter(by_id.values()))[0], None)]
+            groups = [_Group(next(iter(by_id.values()))[0], None)]
         else:
-            groups = [(ad, torch.tensor(rows)) for ad, rows in by_id.values()]
+            groups = [_Group(ad, rows) for ad, rows in by_id.values()]
     previous = _routing.groups
     _routing.groups = groups
     try:
@@ -157,19 +180,21 @@ class LoRALinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base(x)
-        for adapter, rows in _routing.groups:
+        for group in _routing.groups:
+            adapter = group.adapter
             a = adapter.a.get(self.name)
             if a is None:
                 continue
             b = adapter.b[self.name]
+            if a.dtype != x.dtype:
+                a, b = a.to(x.dtype), b.to(x.dtype)
             # Scale the rank-r intermediate (cheap) and add in place: the base output is not
             # needed by any backward, so this saves two full-size temporaries per layer.
-            if rows is None:
-                out.add_(((x.to(a.dtype) @ a.t()) * adapter.spec.scale @ b.t()).to(out.dtype))
+            if group.rows is None:
+                out.add_((x @ a.t()) * adapter.spec.scale @ b.t())
             else:
-                rows = rows.to(x.device)
-                xr = x.index_select(0, rows)
-                out.index_add_(0, rows, ((xr.to(a.dtype) @ a.t()) * adapter.spec.scale @ b.t()).to(out.dtype))
+                rows = group.rows_on(x.device)
+                out.index_add_(0, rows, (x.index_select(0, rows) @ a.t()) * adapter.spec.scale @ b.t())
         return out
 
 

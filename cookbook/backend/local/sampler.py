@@ -185,26 +185,26 @@ def sample_batch(model: BaseModel, jobs: Sequence[SampleJob]) -> list[types.Samp
     row_max_tokens = np.array([j.max_tokens for j in rows])
     next_pos = positions[:, -1:] + 1
 
-    for step in range(max_steps):
-        logprobs = torch.log_softmax(logits / temps, dim=-1)
-        choice = _choose_tokens(logprobs, rows, jobs, job_rows)
-        chosen_lp = logprobs.gather(-1, choice[:, None])[:, 0]
-        choice_cpu, chosen_lp_cpu = choice.cpu(), chosen_lp.cpu()
-        generated[:, step] = choice_cpu
-        gen_logprobs[:, step] = chosen_lp_cpu
+    with use_adapters(row_adapters):  # the same rows use the same adapters at every step
+        for step in range(max_steps):
+            logprobs = torch.log_softmax(logits / temps, dim=-1)
+            choice = _choose_tokens(logprobs, rows, jobs, job_rows)
+            chosen_lp = logprobs.gather(-1, choice[:, None])[:, 0]
+            choice_cpu, chosen_lp_cpu = choice.cpu(), chosen_lp.cpu()
+            generated[:, step] = choice_cpu
+            gen_logprobs[:, step] = chosen_lp_cpu
 
-        active = np.flatnonzero(~done)
-        lengths[active] += 1
-        choice_np = choice_cpu.numpy()
-        for r in active[has_stops[active]]:
-            job = rows[r]
-            if int(choice_np[r]) in job.stop_ids or (
-                    job.stop_strings and _ends_with_stop(model, generated[r, : lengths[r]], job)):
-                done[r], stop_reason[r] = True, "stop"
-        done |= lengths >= row_max_tokens
-        if done.all():
-            break
-        with use_adapters(row_adapters):
+            active = np.flatnonzero(~done)
+            lengths[active] += 1
+            choice_np = choice_cpu.numpy()
+            for r in active[has_stops[active]]:
+                job = rows[r]
+                if int(choice_np[r]) in job.stop_ids or (
+                        job.stop_strings and _ends_with_stop(model, generated[r, : lengths[r]], job)):
+                    done[r], stop_reason[r] = True, "stop"
+            done |= lengths >= row_max_tokens
+            if done.all():
+                break
             if step_fn is not None:
                 hidden = step_fn(choice, next_pos, cache, attn_mask[..., : width + step + 1] if padded else None)
             else:
@@ -213,7 +213,7 @@ def sample_batch(model: BaseModel, jobs: Sequence[SampleJob]) -> list[types.Samp
                                  position_ids=next_pos, past_key_values=cache, use_cache=True)
                 cache, hidden = out.past_key_values, out.last_hidden_state[:, -1]
             logits = model.lm_head(hidden).float()
-        next_pos = next_pos + 1
+            next_pos = next_pos + 1
 
     responses = []
     for job, rs, extra in zip(jobs, job_rows, extras):
