@@ -85,13 +85,13 @@ def _measure_rss(fn: Callable[[], T]) -> tuple[T, MemStats]:
         peak = _status_kb("VmHWM")
         return out, MemStats((peak - before) / 1024, peak / 1024, "VmHWM after clear_refs reset")
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-    before = _current_rss_bytes()
+    before = current_rss_bytes()
     out = fn()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
     return out, MemStats((peak - before) / MB, peak / MB, "ru_maxrss (includes earlier peaks)")
 
 
-def _current_rss_bytes() -> int:
+def current_rss_bytes() -> int:
     try:
         return _status_kb("VmRSS") * 1024
     except (OSError, KeyError):

@@ -44,7 +44,7 @@ class ProbePool:
     def __init__(self) -> None:
         self._ctx = multiprocessing.get_context("forkserver")
         self._ctx.set_forkserver_preload(
-            ["bench.probe", "cookbook.backend.local", "transformers.models.qwen3.modeling_qwen3"])
+            ["bench.probe", "bench.multilora", "cookbook.backend.local", "transformers.models.qwen3.modeling_qwen3"])
 
     def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         with ProcessPoolExecutor(max_workers=1, mp_context=self._ctx, max_tasks_per_child=1) as pool:

@@ -26,7 +26,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from . import flops, models, report, settings, workloads
 from .probe import ProbePool
 
-WORKLOADS = ("train", "sample", "longctx")
+WORKLOADS = ("train", "sample", "multilora", "longctx")
 BENCH_DIR = Path(__file__).resolve().parent
 CPU_DEFAULT_LAYERS = 2
 
@@ -130,7 +130,9 @@ def run_jobs(plan: Plan, args: argparse.Namespace, console: Console) -> tuple[li
                 else:
                     layers = plan.layers if name in models.DEEP_SHAPES else None
                     model = ctx.on_compute_thread(lambda: models.get_model(name, layers))
-                    new_rows = (workloads.train if workload == "train" else workloads.sample)(ctx, model, sizes)
+                    run_workload = {"train": workloads.train, "sample": workloads.sample,
+                                    "multilora": workloads.multi_lora}[workload]
+                    new_rows = run_workload(ctx, model, sizes)
                 model_info[model.name] = model.as_dict()
             except Exception as exc:  # noqa: BLE001 - one failing workload (e.g. OOM) must not stop the suite
                 console.print(f"[red]{name} · {workload} failed:[/red]\n{traceback.format_exc()}")

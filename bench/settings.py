@@ -28,6 +28,8 @@ class Sizes:
     decode_batches: tuple[int, ...] = (1, 8, 64)
     # long context: one sequence of this many tokens
     longctx_tokens: int = 4096
+    # multi-LoRA: this many LoRA clients on one base (against as many separate peft models)
+    lora_clients: int = 8
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -38,7 +40,7 @@ FULL = Sizes()  # the issue's sizes: everything on CUDA, tiny on CPU
 CPU_LARGE = replace(FULL, train_seqs=8, train_max_len=256, new_tokens=16, per_request_limit=4, decode_batches=())
 QUICK = Sizes(train_seqs=8, train_min_len=16, train_max_len=64, prompts=4, samples_per_prompt=4,
               prompt_min_len=8, prompt_max_len=16, new_tokens=16, per_request_limit=4, decode_batches=(1, 4),
-              longctx_tokens=256)
+              longctx_tokens=256, lora_clients=3)
 
 
 def sizes_for(model_name: str, device_type: str, quick: bool, overrides: dict) -> Sizes:

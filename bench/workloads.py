@@ -1,4 +1,4 @@
-"""The three workloads: training step, concurrent sampling (+ decode sweep), long-context memory.
+"""The workloads: training step, concurrent sampling (+ decode sweep), multi-LoRA memory, long-context memory.
 
 Each function builds its fixed-seed inputs once, hands the same inputs to ours and to the
 baseline, checks that both did the same work (equal first-step losses, exactly ``new_tokens``
@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from . import baseline, flops, inputs, memory, models, ours, probe, timing
+from . import baseline, flops, inputs, memory, models, multilora, ours, probe, timing
 from .memory import MemStats
 from .models import BenchModel
 from .report import Row
@@ -225,6 +225,46 @@ def _decode(ctx: Context, model: BenchModel, sampler: ours.Sampler, gen: baselin
                ours=b * n / times["ours"].median, baseline=b * n / times["batched generate"].median,
                mem_ours=mems["ours"], mem_baseline=mems["batched generate"],
                extra=dict(seconds={name: t.as_dict() for name, t in times.items()}))
+
+
+# --- multi-LoRA ------------------------------------------------------------------------------
+def multi_lora(ctx: Context, model: BenchModel, sizes: Sizes) -> list[Row]:
+    """Memory growth from one to ``lora_clients`` clients on one base vs as many peft models."""
+    n = sizes.lora_clients
+    seqs = inputs.training_batch(4, 32, 64)
+    prompt = inputs.prompts(1, 32, 64)[0]
+    ours_args = (model.path, seqs, prompt, 16, n, str(ctx.device), ctx.dtype)
+    base_args = (model.path, seqs, n, str(ctx.device), ctx.dtype)
+    row = Row(model.label, "multi-LoRA", f"{n} clients (rank {ours.LORA_RANK}): 1 train step + 1 sampler each",
+              "MB", f"{n} peft models", higher_is_better=False)
+    if ctx.probes is not None:
+        ctx.status("multi-LoRA: ours (fresh process)")
+        o = ctx.probes.run(multilora.ours_clients, *ours_args)
+        ctx.status("multi-LoRA: baseline (fresh process)")
+        b = ctx.probes.run(multilora.baseline_models, *base_args)
+    else:
+        ctx.status("multi-LoRA: ours")
+        o = multilora.ours_clients(*ours_args)
+        free_memory(ctx.device)
+        copy_bytes = (model.linear_params + model.vocab * model.hidden) * (torch.finfo(ctx.dtype).bits // 8)
+        b = None
+        if n * copy_bytes < 0.8 * torch.cuda.mem_get_info(ctx.device)[0]:
+            ctx.status("multi-LoRA: baseline")
+            b = ctx.on_compute_thread(lambda: multilora.baseline_models(*base_args))
+            free_memory(ctx.device)
+        else:
+            row.notes.append(f"{model.name} multi-LoRA: {n} copies of the base do not fit in free GPU memory; "
+                             "no baseline.")
+    row.ours, row.baseline = o["growth_mb"], (b["growth_mb"] if b else None)
+    row.extra.update(ours=o, baseline=b)
+    ratio = o["growth_mb"] / o["clients_state_mb"] if o["clients_state_mb"] else float("nan")
+    row.notes.append(
+        f"{model.name} multi-LoRA: the {n - 1} clients after the first grew memory by "
+        f"{memory.format_mb(o['growth_mb'])}; their own tensors (fp32 adapter, Adam moments, sampler snapshot) "
+        f"hold {memory.format_mb(o['clients_state_mb'])} ({ratio:.2f}x); the base is loaded once. Greedy decode of "
+        f"the {n} snapshots in one batch gives the same tokens as each alone: "
+        f"{'yes' if o['mixed_equals_alone'] else 'NO'} ({o['distinct_outputs']} distinct outputs).")
+    return [row]
 
 
 # --- long context ----------------------------------------------------------------------------
