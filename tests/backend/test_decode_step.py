@@ -13,6 +13,7 @@ import transformers
 from tinker import types
 
 from backend_helpers import randomize_adapter
+from cookbook.backend.local import Engine, ServiceClient
 from cookbook.backend.local.decode_step import DecodeStep
 from cookbook.backend.local.tiny import tiny_model_dir
 
@@ -26,6 +27,14 @@ CONFIGS = {
 }
 # Prompts of different lengths: the batch is left-padded, so attention masks are exercised.
 PROMPTS = [[104, 101, 108, 108, 111, 32, 119], [49, 43, 49, 61], [10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110]]
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    """An engine of its own, so that these models do not join the shared test engine's."""
+    engine = Engine("cpu", "float32")
+    yield ServiceClient(engine=engine, checkpoint_root=tmp_path_factory.mktemp("checkpoints"))
+    engine.close()
 
 
 def _save(config: transformers.PretrainedConfig, directory) -> str:
