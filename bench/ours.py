@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +11,7 @@ import torch
 from tinker import types
 
 import cookbook
+from cookbook.backend.local import sampler as local_sampler
 
 LORA_RANK = 32  # the backend's LoRA: attention + MLP + lm_head, alpha 32
 ADAM = types.AdamParams(learning_rate=1e-4)  # betas (0.9, 0.95), eps 1e-12, no decay, no clipping
@@ -60,14 +63,29 @@ class Sampler:
 
     def sample(self, rows: list[list[int]], new_tokens: int, seed: int = 0) -> list[list[int]]:
         """One ``sample(num_samples=1)`` call per row, all submitted before any result is read."""
+        return self.sample_lengths(rows, [new_tokens] * len(rows), seed)
+
+    def sample_lengths(self, rows: list[list[int]], lengths: list[int], seed: int = 0) -> list[list[int]]:
+        """As :meth:`sample`, with its own ``max_tokens`` for every row."""
         futures = [
             self.client.sample(types.ModelInput.from_ints(row), num_samples=1,
-                               sampling_params=types.SamplingParams(max_tokens=new_tokens, temperature=1.0,
+                               sampling_params=types.SamplingParams(max_tokens=n, temperature=1.0,
                                                                     stop=[], seed=seed + i))
-            for i, row in enumerate(rows)
+            for i, (row, n) in enumerate(zip(rows, lengths))
         ]
         return [list(f.result().sequences[0].tokens) for f in futures]
 
     def decode_batches(self) -> int:
         """How many decode batches the engine has run so far (to see how calls were coalesced)."""
         return int(self._stats["sample_batches"]) if self._stats is not None else -1
+
+
+@contextlib.contextmanager
+def finished_rows_kept() -> Iterator[None]:
+    """Ablation: the local sampler keeps finished rows in the decode batch to the end."""
+    previous = local_sampler.COMPACT_FINISHED_FRACTION
+    local_sampler.COMPACT_FINISHED_FRACTION = float("inf")  # never reached
+    try:
+        yield
+    finally:
+        local_sampler.COMPACT_FINISHED_FRACTION = previous

@@ -204,6 +204,7 @@ def sample(ctx: Context, model: BenchModel, sizes: Sizes) -> list[Row]:
                            mem_baseline=mems["batched generate"], extra=dict(same_as="sample")))
         else:
             out.append(_decode(ctx, model, sampler, gen, inputs.decode_rows(prompt_list, b), n))
+    out.append(_uneven(ctx, model, sampler, gen, rows, n))
     return out
 
 
@@ -225,6 +226,41 @@ def _decode(ctx: Context, model: BenchModel, sampler: ours.Sampler, gen: baselin
                ours=b * n / times["ours"].median, baseline=b * n / times["batched generate"].median,
                mem_ours=mems["ours"], mem_baseline=mems["batched generate"],
                extra=dict(seconds={name: t.as_dict() for name, t in times.items()}))
+
+
+def _uneven(ctx: Context, model: BenchModel, sampler: ours.Sampler, gen: baseline.Generator,
+            rows: list[list[int]], n: int) -> Row:
+    """The same rows with ``max_tokens`` uniform in [n/16, n]: rows finish at different steps.
+
+    ``generate`` has one length per call, so its rows all run to the longest; ours drops finished
+    rows from the decode batch. Tokens/s counts the requested tokens only, for every side; the
+    ablation (ours keeping finished rows) is timed alongside.
+    """
+    low = max(1, n // 16)
+    lengths = inputs.lengths(len(rows), low, n, seed=7)
+    useful = sum(lengths)
+
+    def ours_kept() -> list[list[int]]:
+        with ours.finished_rows_kept():
+            return sampler.sample_lengths(rows, lengths)
+
+    sides = {"ours": lambda: sampler.sample_lengths(rows, lengths), "ours, finished rows kept": ours_kept,
+             "batched generate": ctx.baseline_side(lambda: gen.batched(rows, max(lengths)))}
+    for name, fn in sides.items():
+        ctx.status(f"uneven lengths: {name} (warm-up)")
+        got = [len(o) for o in fn()]
+        want = [max(lengths)] * len(rows) if name == "batched generate" else lengths
+        if got != want:
+            raise RuntimeError(f"{name} returned rows of other lengths than requested")
+    times = ctx.time(sides, "uneven lengths")
+    tps = {name: useful / t.median for name, t in times.items()}
+    return Row(model.label, "sample, uneven", f"{len(rows)} rows, max_tokens {low}-{n} ({useful:,} tok)", "tok/s",
+               "generate batched, all rows to the longest", ours=tps["ours"], baseline=tps["batched generate"],
+               notes=[f"{model.name} uneven lengths: ours keeping finished rows in the batch (ablation) makes "
+                      f"{tps['ours, finished rows kept']:,.0f} tok/s; dropping them gains "
+                      f"{tps['ours'] / tps['ours, finished rows kept']:.2f}x."],
+               extra=dict(lengths=lengths, seconds={name: t.as_dict() for name, t in times.items()},
+                          tok_s=tps))
 
 
 # --- multi-LoRA ------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ Concurrent ``sample`` requests (possibly on different adapters, or on the base m
 coalesced by the engine into one call of :func:`sample_batch`: each distinct (adapter, prompt) is
 prefilled once (left-padded) and its KV cache copied to every row that samples from it; each
 request's rows draw from its own random generator (so a seed reproduces a request whatever it is
-batched with), and each row stops on its own.
+batched with), and each row stops on its own. Once a quarter of the batch has finished, the
+finished rows leave it (KV cache included), so uneven lengths do not keep computing dead rows.
 
 Reported logprobs are ``log_softmax(logits / temperature)`` of the sampled token (temperature 0
 reports the untempered distribution), before top-k / top-p truncation: at temperature 1 they are
@@ -13,6 +14,8 @@ exactly what ``forward`` computes for the same tokens.
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,6 +31,9 @@ from .model import BaseModel
 
 
 KV_PREALLOCATE_MAX = 1024  # new-token positions reserved up front; the cache doubles beyond that
+# Once at least this fraction of the rows in the decode batch have finished, they are dropped
+# from it (KV cache included): later steps compute only the rows still generating.
+COMPACT_FINISHED_FRACTION = 0.25
 
 
 @dataclass
@@ -90,28 +96,45 @@ def _prompt_outputs(model: BaseModel, job: SampleJob, hidden: torch.Tensor) -> d
     return out
 
 
-def _choose_tokens(logprobs: torch.Tensor, rows: Sequence[SampleJob], jobs: Sequence[SampleJob],
+def _choose_tokens(logprobs: torch.Tensor, live: np.ndarray, rows: Sequence[SampleJob], jobs: Sequence[SampleJob],
                    job_rows: Sequence[slice]) -> torch.Tensor:
-    """One token per row: argmax for temperature 0, else an inverse-CDF draw from the (top-k /
-    top-p filtered) distribution with one uniform number per row from its request's generator."""
+    """One token per live row (``live``: the batch rows' indices among all rows): argmax for
+    temperature 0, else an inverse-CDF draw from the (top-k / top-p filtered) distribution.
+
+    Every request draws one uniform number per sample from its own generator at every step while
+    any of its rows is live, whether or not its finished rows are still in the batch, so a seed
+    gives the same tokens whatever the request is batched with.
+    """
     choice = logprobs.argmax(-1)
-    sampled = [i for i, job in enumerate(rows) if job.params.temperature != 0]
+    sampled = [i for i, r in enumerate(live) if rows[r].params.temperature != 0]
     if not sampled:
         return choice
     idx = torch.tensor(sampled, device=logprobs.device)
     lp = logprobs.index_select(0, idx)
-    settings = {(rows[i].params.top_k, rows[i].params.top_p) for i in sampled}
+    settings = {(rows[live[i]].params.top_k, rows[live[i]].params.top_p) for i in sampled}
     if settings != {(-1, 1.0)}:
         for top_k, top_p in settings:
-            members = [j for j, i in enumerate(sampled) if (rows[i].params.top_k, rows[i].params.top_p) == (top_k, top_p)]
+            members = [j for j, i in enumerate(sampled)
+                       if (rows[live[i]].params.top_k, rows[live[i]].params.top_p) == (top_k, top_p)]
             sel = torch.tensor(members, device=lp.device)
             lp[sel] = _filter_top_k_top_p(lp[sel], top_k, top_p)
     cdf = torch.cumsum(lp.exp(), dim=-1)
-    uniforms = torch.cat([1.0 - torch.rand(rs.stop - rs.start, generator=job.generator, device=logprobs.device)
-                          for job, rs in zip(jobs, job_rows) if job.params.temperature != 0])
-    draw = torch.searchsorted(cdf, (uniforms * cdf[:, -1])[:, None].contiguous())[:, 0]
+    draws: dict[int, torch.Tensor] = {}  # job index -> its uniforms for this step
+    uniforms = []
+    for i in sampled:
+        k = _job_of_row(job_rows, int(live[i]))
+        if k not in draws:
+            rs = job_rows[k]
+            draws[k] = 1.0 - torch.rand(rs.stop - rs.start, generator=jobs[k].generator, device=logprobs.device)
+        uniforms.append(draws[k][int(live[i]) - job_rows[k].start])
+    u = torch.stack(uniforms)
+    draw = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None].contiguous())[:, 0]
     choice[idx] = draw.clamp_(max=logprobs.shape[-1] - 1)
     return choice
+
+
+def _job_of_row(job_rows: Sequence[slice], row: int) -> int:
+    return bisect.bisect_right([rs.start for rs in job_rows], row) - 1
 
 
 @torch.inference_mode()
@@ -170,6 +193,7 @@ def sample_batch(model: BaseModel, jobs: Sequence[SampleJob]) -> list[types.Samp
         logits, mask, positions = logits[expand], mask[expand], positions[expand]
     row_adapters = [job.adapter for job in rows]
     step_fn = model.decode_step
+    attn_mask = None
     if step_fn is not None and padded:
         attn_mask = mask.bool()[:, None, None, :]  # prompt padding masked, generated positions valid
         attn_mask[..., width:] = True
@@ -185,26 +209,37 @@ def sample_batch(model: BaseModel, jobs: Sequence[SampleJob]) -> list[types.Samp
     row_max_tokens = np.array([j.max_tokens for j in rows])
     next_pos = positions[:, -1:] + 1
 
-    with use_adapters(row_adapters):  # the same rows use the same adapters at every step
+    live = np.arange(n_rows)  # the batch's rows, as indices among all rows
+    with contextlib.ExitStack() as routing:
+        routing.enter_context(use_adapters(row_adapters))
         for step in range(max_steps):
             logprobs = torch.log_softmax(logits / temps, dim=-1)
-            choice = _choose_tokens(logprobs, rows, jobs, job_rows)
+            choice = _choose_tokens(logprobs, live, rows, jobs, job_rows)
             chosen_lp = logprobs.gather(-1, choice[:, None])[:, 0]
             choice_cpu, chosen_lp_cpu = choice.cpu(), chosen_lp.cpu()
-            generated[:, step] = choice_cpu
-            gen_logprobs[:, step] = chosen_lp_cpu
+            generated[live, step] = choice_cpu
+            gen_logprobs[live, step] = chosen_lp_cpu
 
-            active = np.flatnonzero(~done)
+            active = live[~done[live]]
             lengths[active] += 1
-            choice_np = choice_cpu.numpy()
             for r in active[has_stops[active]]:
                 job = rows[r]
-                if int(choice_np[r]) in job.stop_ids or (
+                if int(generated[r, step]) in job.stop_ids or (
                         job.stop_strings and _ends_with_stop(model, generated[r, : lengths[r]], job)):
                     done[r], stop_reason[r] = True, "stop"
             done |= lengths >= row_max_tokens
             if done.all():
                 break
+            keep = np.flatnonzero(~done[live])
+            if len(live) - len(keep) >= COMPACT_FINISHED_FRACTION * len(live):
+                live = live[keep]
+                sel = torch.as_tensor(keep, device=device)
+                cache.batch_select_indices(sel)
+                choice, next_pos, temps, mask = choice[sel], next_pos[sel], temps[sel], mask[sel]
+                if attn_mask is not None:
+                    attn_mask = attn_mask[sel]
+                routing.close()
+                routing.enter_context(use_adapters([row_adapters[r] for r in live]))
             if step_fn is not None:
                 hidden = step_fn(choice, next_pos, cache, attn_mask[..., : width + step + 1] if padded else None)
             else:
