@@ -39,7 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated: " + ", ".join(WORKLOADS))
     p.add_argument("--layers", type=int, help="layers of the Qwen3 shapes (default: all on CUDA, "
                    f"{CPU_DEFAULT_LAYERS} on CPU)")
-    p.add_argument("--repeats", type=int, help="timed calls per side (default 3; 1 with --quick)")
+    p.add_argument("--repeats", type=int, help="timed calls per side (default 5; 1 with --quick)")
     p.add_argument("--warmup", type=int, default=1, help="untimed calls per side before timing (>= 1, default 1)")
     p.add_argument("--quick", action="store_true", help="smoke run: tiny model, toy sizes, 1 repeat")
     p.add_argument("--device", help="cpu / cuda / cuda:1 (default: cuda when available)")
@@ -100,7 +100,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         overrides["decode_batches"] = tuple(int(x) for x in args.decode_batches.split(",") if x.strip())
     return Plan(device=device, dtype=resolve_dtype(args.dtype, device), models=names, workloads=chosen,
                 layers=args.layers if args.layers is not None else (None if on_cuda else CPU_DEFAULT_LAYERS),
-                repeats=args.repeats or (1 if args.quick else 3), overrides=overrides)
+                repeats=args.repeats or (1 if args.quick else 5), overrides=overrides)
 
 
 def run_jobs(plan: Plan, args: argparse.Namespace, console: Console) -> tuple[list[report.Row], dict, dict]:

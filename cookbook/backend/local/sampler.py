@@ -14,7 +14,6 @@ exactly what ``forward`` computes for the same tokens.
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import uuid
 from collections.abc import Sequence
@@ -96,45 +95,48 @@ def _prompt_outputs(model: BaseModel, job: SampleJob, hidden: torch.Tensor) -> d
     return out
 
 
-def _choose_tokens(logprobs: torch.Tensor, live: np.ndarray, rows: Sequence[SampleJob], jobs: Sequence[SampleJob],
-                   job_rows: Sequence[slice]) -> torch.Tensor:
-    """One token per live row (``live``: the batch rows' indices among all rows): argmax for
-    temperature 0, else an inverse-CDF draw from the (top-k / top-p filtered) distribution.
+class _TokenChooser:
+    """Chooses one token per live row (``live``: the batch rows' indices among all rows): argmax
+    for temperature 0, else an inverse-CDF draw from the (top-k / top-p filtered) distribution.
 
-    Every request draws one uniform number per sample from its own generator at every step while
-    any of its rows is live, whether or not its finished rows are still in the batch, so a seed
-    gives the same tokens whatever the request is batched with.
+    Every sampling request draws one uniform number per sample from its own generator at every
+    step while any of its rows is live, whether or not its finished rows are still in the batch,
+    so a seed gives the same tokens whatever the request is batched with. Per-row facts are
+    tabulated once, so a step costs a few vectorised operations plus one draw per request.
     """
-    choice = logprobs.argmax(-1)
-    sampled = [i for i, r in enumerate(live) if rows[r].params.temperature != 0]
-    if not sampled:
+
+    def __init__(self, jobs: Sequence[SampleJob]) -> None:
+        self.jobs = jobs
+        self.row_job = np.repeat(np.arange(len(jobs)), [j.num_samples for j in jobs])
+        self.job_start = np.concatenate([[0], np.cumsum([j.num_samples for j in jobs])[:-1]]).astype(np.int64)
+        self.row_sampled = np.array([jobs[k].params.temperature != 0 for k in self.row_job])
+        self.row_filter = [(jobs[k].params.top_k, jobs[k].params.top_p) for k in self.row_job]
+
+    def __call__(self, logprobs: torch.Tensor, live: np.ndarray) -> torch.Tensor:
+        choice = logprobs.argmax(-1)
+        sampled = np.flatnonzero(self.row_sampled[live])  # positions in the batch
+        if len(sampled) == 0:
+            return choice
+        device = logprobs.device
+        idx = torch.as_tensor(sampled, device=device)
+        lp = logprobs.index_select(0, idx)
+        settings = [self.row_filter[r] for r in live[sampled]]
+        for top_k, top_p in set(settings) - {(-1, 1.0)}:
+            members = torch.tensor([j for j, key in enumerate(settings) if key == (top_k, top_p)], device=device)
+            lp[members] = _filter_top_k_top_p(lp[members], top_k, top_p)
+        cdf = torch.cumsum(lp.exp(), dim=-1)
+
+        rows = live[sampled]
+        needed = np.unique(self.row_job[rows])  # requests with a live sampled row, in order
+        sizes = np.array([self.jobs[k].num_samples for k in needed])
+        offset = dict(zip(needed.tolist(), (np.cumsum(sizes) - sizes).tolist()))
+        draws = torch.cat([1.0 - torch.rand(int(n), generator=self.jobs[k].generator, device=device)
+                           for k, n in zip(needed.tolist(), sizes)])
+        where = np.array([offset[k] for k in self.row_job[rows].tolist()]) + rows - self.job_start[self.row_job[rows]]
+        u = draws if len(where) == len(draws) else draws[torch.as_tensor(where, device=device)]
+        draw = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None].contiguous())[:, 0]
+        choice[idx] = draw.clamp_(max=logprobs.shape[-1] - 1)
         return choice
-    idx = torch.tensor(sampled, device=logprobs.device)
-    lp = logprobs.index_select(0, idx)
-    settings = {(rows[live[i]].params.top_k, rows[live[i]].params.top_p) for i in sampled}
-    if settings != {(-1, 1.0)}:
-        for top_k, top_p in settings:
-            members = [j for j, i in enumerate(sampled)
-                       if (rows[live[i]].params.top_k, rows[live[i]].params.top_p) == (top_k, top_p)]
-            sel = torch.tensor(members, device=lp.device)
-            lp[sel] = _filter_top_k_top_p(lp[sel], top_k, top_p)
-    cdf = torch.cumsum(lp.exp(), dim=-1)
-    draws: dict[int, torch.Tensor] = {}  # job index -> its uniforms for this step
-    uniforms = []
-    for i in sampled:
-        k = _job_of_row(job_rows, int(live[i]))
-        if k not in draws:
-            rs = job_rows[k]
-            draws[k] = 1.0 - torch.rand(rs.stop - rs.start, generator=jobs[k].generator, device=logprobs.device)
-        uniforms.append(draws[k][int(live[i]) - job_rows[k].start])
-    u = torch.stack(uniforms)
-    draw = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None].contiguous())[:, 0]
-    choice[idx] = draw.clamp_(max=logprobs.shape[-1] - 1)
-    return choice
-
-
-def _job_of_row(job_rows: Sequence[slice], row: int) -> int:
-    return bisect.bisect_right([rs.start for rs in job_rows], row) - 1
 
 
 @torch.inference_mode()
@@ -209,12 +211,13 @@ def sample_batch(model: BaseModel, jobs: Sequence[SampleJob]) -> list[types.Samp
     row_max_tokens = np.array([j.max_tokens for j in rows])
     next_pos = positions[:, -1:] + 1
 
+    choose_tokens = _TokenChooser(jobs)
     live = np.arange(n_rows)  # the batch's rows, as indices among all rows
     with contextlib.ExitStack() as routing:
         routing.enter_context(use_adapters(row_adapters))
         for step in range(max_steps):
             logprobs = torch.log_softmax(logits / temps, dim=-1)
-            choice = _choose_tokens(logprobs, live, rows, jobs, job_rows)
+            choice = choose_tokens(logprobs, live)
             chosen_lp = logprobs.gather(-1, choice[:, None])[:, 0]
             choice_cpu, chosen_lp_cpu = choice.cpu(), chosen_lp.cpu()
             generated[live, step] = choice_cpu
