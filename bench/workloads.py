@@ -150,10 +150,13 @@ def train(ctx: Context, model: BenchModel, sizes: Sizes) -> list[Row]:
 
 
 # --- sampling --------------------------------------------------------------------------------
-def _check_lengths(outputs: list[list[int]], new_tokens: int, who: str) -> None:
-    bad = [len(o) for o in outputs if len(o) != new_tokens]
+def _check_lengths(outputs: list[list[int]], new_tokens: int | list[int], who: str) -> None:
+    """Every row has exactly the requested length (one for all rows, or one per row)."""
+    wanted = new_tokens if isinstance(new_tokens, list) else [new_tokens] * len(outputs)
+    bad = [(len(o), w) for o, w in zip(outputs, wanted) if len(o) != w]
     if bad:
-        raise RuntimeError(f"{who} returned {len(bad)} rows with a length other than {new_tokens} (e.g. {bad[0]})")
+        raise RuntimeError(f"{who} returned {len(bad)} rows of another length than requested "
+                           f"(e.g. {bad[0][0]} instead of {bad[0][1]})")
 
 
 def sample(ctx: Context, model: BenchModel, sizes: Sizes) -> list[Row]:
@@ -248,10 +251,7 @@ def _uneven(ctx: Context, model: BenchModel, sampler: ours.Sampler, gen: baselin
              "batched generate": ctx.baseline_side(lambda: gen.batched(rows, max(lengths)))}
     for name, fn in sides.items():
         ctx.status(f"uneven lengths: {name} (warm-up)")
-        got = [len(o) for o in fn()]
-        want = [max(lengths)] * len(rows) if name == "batched generate" else lengths
-        if got != want:
-            raise RuntimeError(f"{name} returned rows of other lengths than requested")
+        _check_lengths(fn(), max(lengths) if name == "batched generate" else lengths, name)
     times = ctx.time(sides, "uneven lengths")
     tps = {name: useful / t.median for name, t in times.items()}
     return Row(model.label, "sample, uneven", f"{len(rows)} rows, max_tokens {low}-{n} ({useful:,} tok)", "tok/s",

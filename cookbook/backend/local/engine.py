@@ -83,6 +83,10 @@ class Engine:
 
     def model(self, base_model: str) -> BaseModel:
         """The shared frozen base model, loaded (on the worker thread) on first use."""
+        loaded = self._models.get(base_model)
+        if loaded is not None:  # no need to wait behind queued requests
+            return loaded
+
         def load() -> BaseModel:
             if base_model not in self._models:
                 self._models[base_model] = BaseModel.load(base_model, self.device, self.dtype,

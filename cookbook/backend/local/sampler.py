@@ -105,10 +105,9 @@ class _TokenChooser:
     tabulated once, so a step costs a few vectorised operations plus one draw per request.
     """
 
-    def __init__(self, jobs: Sequence[SampleJob]) -> None:
-        self.jobs = jobs
+    def __init__(self, jobs: Sequence[SampleJob], job_rows: Sequence[slice]) -> None:
+        self.jobs, self.job_rows = jobs, job_rows
         self.row_job = np.repeat(np.arange(len(jobs)), [j.num_samples for j in jobs])
-        self.job_start = np.concatenate([[0], np.cumsum([j.num_samples for j in jobs])[:-1]]).astype(np.int64)
         self.row_sampled = np.array([jobs[k].params.temperature != 0 for k in self.row_job])
         self.row_filter = [(jobs[k].params.top_k, jobs[k].params.top_p) for k in self.row_job]
 
@@ -127,13 +126,11 @@ class _TokenChooser:
         cdf = torch.cumsum(lp.exp(), dim=-1)
 
         rows = live[sampled]
-        needed = np.unique(self.row_job[rows])  # requests with a live sampled row, in order
-        sizes = np.array([self.jobs[k].num_samples for k in needed])
-        offset = dict(zip(needed.tolist(), (np.cumsum(sizes) - sizes).tolist()))
-        draws = torch.cat([1.0 - torch.rand(int(n), generator=self.jobs[k].generator, device=device)
-                           for k, n in zip(needed.tolist(), sizes)])
-        where = np.array([offset[k] for k in self.row_job[rows].tolist()]) + rows - self.job_start[self.row_job[rows]]
-        u = draws if len(where) == len(draws) else draws[torch.as_tensor(where, device=device)]
+        uniforms = torch.empty(len(self.row_job), device=device)  # one per row of every request
+        for k in np.unique(self.row_job[rows]).tolist():  # requests with a live sampled row
+            rs = self.job_rows[k]
+            uniforms[rs] = 1.0 - torch.rand(rs.stop - rs.start, generator=self.jobs[k].generator, device=device)
+        u = uniforms[torch.as_tensor(rows, device=device)]
         draw = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None].contiguous())[:, 0]
         choice[idx] = draw.clamp_(max=logprobs.shape[-1] - 1)
         return choice
@@ -211,7 +208,7 @@ def sample_batch(model: BaseModel, jobs: Sequence[SampleJob]) -> list[types.Samp
     row_max_tokens = np.array([j.max_tokens for j in rows])
     next_pos = positions[:, -1:] + 1
 
-    choose_tokens = _TokenChooser(jobs)
+    choose_tokens = _TokenChooser(jobs, job_rows)
     live = np.arange(n_rows)  # the batch's rows, as indices among all rows
     with contextlib.ExitStack() as routing:
         routing.enter_context(use_adapters(row_adapters))
