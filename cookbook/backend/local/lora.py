@@ -17,9 +17,10 @@ model's dtype directly.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -158,12 +159,35 @@ def use_adapters(row_adapters: Adapter | None | Sequence[Adapter | None]) -> Ite
             groups = [_Group(next(iter(by_id.values()))[0], None)]
         else:
             groups = [_Group(ad, rows) for ad, rows in by_id.values()]
+    with _routed(groups):
+        yield
+
+
+@contextlib.contextmanager
+def _routed(groups: list[_Group]) -> Iterator[None]:
     previous = _routing.groups
     _routing.groups = groups
     try:
         yield
     finally:
         _routing.groups = previous
+
+
+def keep_routing(fn: Callable) -> Callable:
+    """``fn`` bound to the adapters routed now, whichever thread calls it later.
+
+    The routing is thread-local (several threads may call the model), but autograd may run a
+    backward pass, and with it every checkpoint recomputation, on a thread of its own (on CUDA it
+    always does). Functions that ``torch.utils.checkpoint`` recomputes must be wrapped with this,
+    or the recomputed forward would run without the adapters.
+    """
+    groups = _routing.groups
+
+    @functools.wraps(fn)
+    def routed(*args, **kwargs):
+        with _routed(groups):
+            return fn(*args, **kwargs)
+    return routed
 
 
 class LoRALinear(nn.Module):

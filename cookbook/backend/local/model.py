@@ -123,11 +123,12 @@ class BaseModel:
         """log p(target) for hidden states [n, H] and targets [n] or [n, K], in fp32, chunked."""
         pieces = []
         chunk = logits_chunk(self.vocab_size)
-        recompute = hidden.shape[0] * self.vocab_size * 4 > LOGITS_KEEP_BYTES
+        recompute = torch.is_grad_enabled() and hidden.shape[0] * self.vocab_size * 4 > LOGITS_KEEP_BYTES
+        chunk_logprobs = lora.keep_routing(self._chunk_logprobs) if recompute else self._chunk_logprobs
         for start in range(0, hidden.shape[0], chunk):
             h, t = hidden[start : start + chunk], targets[start : start + chunk]
-            if torch.is_grad_enabled() and recompute:
-                pieces.append(checkpoint(self._chunk_logprobs, h, t, use_reentrant=False))
+            if recompute:
+                pieces.append(checkpoint(chunk_logprobs, h, t, use_reentrant=False))
             else:
                 pieces.append(self._chunk_logprobs(h, t))
         return torch.cat(pieces) if pieces else hidden.new_zeros(targets.shape, dtype=torch.float32)
@@ -172,7 +173,7 @@ def checkpoint_decoder_layers(model: nn.Module) -> None:
 
         def forward(*args, _inner=inner, **kwargs):
             if torch.is_grad_enabled():
-                return checkpoint(_inner, *args, use_reentrant=False, **kwargs)
+                return checkpoint(lora.keep_routing(_inner), *args, use_reentrant=False, **kwargs)
             return _inner(*args, **kwargs)
 
         layer.forward = forward
