@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 import transformers
 
-from cookbook.backend.local.tiny import build_tiny_tokenizer, default_cache_dir, tiny_model_dir
+from cookbook.tiny import build_tiny_tokenizer, default_cache_dir, tiny_model_dir
 
 _FORMAT_VERSION = "1"  # bump when the build below changes
 _SEED = 0

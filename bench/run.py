@@ -129,7 +129,7 @@ def run_jobs(plan: Plan, args: argparse.Namespace, console: Console) -> tuple[li
                     model, new_rows = workloads.longctx(ctx, sizes)
                 else:
                     layers = plan.layers if name in models.DEEP_SHAPES else None
-                    model = ctx.on_compute_thread(lambda: models.get_model(name, layers))
+                    model = ctx.on_compute_thread(lambda name=name, layers=layers: models.get_model(name, layers))
                     run_workload = {"train": workloads.train, "sample": workloads.sample,
                                     "multilora": workloads.multi_lora}[workload]
                     new_rows = run_workload(ctx, model, sizes)

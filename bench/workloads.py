@@ -218,7 +218,8 @@ def _rows_text(rows: int, new_tokens: int) -> str:
 def _decode(ctx: Context, model: BenchModel, sampler: ours.Sampler, gen: baseline.Generator,
             rows: list[list[int]], n: int) -> Row:
     b = len(rows)
-    sides = {"ours": lambda: sampler.sample(rows, n), "batched generate": ctx.baseline_side(lambda: gen.batched(rows, n))}
+    sides = {"ours": lambda: sampler.sample(rows, n),
+             "batched generate": ctx.baseline_side(lambda: gen.batched(rows, n))}
     mems = {}
     for name, fn in sides.items():
         ctx.status(f"decode b={b}: {name} (warm-up)")

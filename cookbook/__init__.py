@@ -1,6 +1,23 @@
 """The cookbook: composable pieces and generic loops over the Tinker primitives.
 
 ``cookbook.service_client()`` is the one entry point to a backend; see :mod:`cookbook.backend`.
+
+The shared layer every loop builds on:
+
+- ``primitives``: the client protocols (the seam) and ``ready`` for both client styles;
+- ``config``: chz sections every loop config composes (``RunConfig``, ``OptimizerConfig``) and
+  ``make_service``;
+- ``hooks``: "every N steps, with a client -> metrics" (test NLL, task accuracy, ...);
+- ``completers``: token completer and message completer over any sampling client;
+- ``tasks``: problem sets that serve SFT data, RL rewards and eval accuracy;
+- ``checkpointing``: start or resume a training client from the run directory, save checkpoints;
+- ``errors``: ``UserError`` and friends, reported by the command line in one line;
+- ``run_dir``, ``metric_logger``, ``progress``, ``lr_schedules``, ``recipe_cli``,
+  ``tokenizer_utils``; ``tiny``: the embedded model's assets (a leaf).
+
+Loops live in subpackages (``supervised``, ...), each with ``types.py`` (what a user provides)
+beside ``train.py``. ``cookbook`` never imports ``recipes`` or ``evals``; loops never import each
+other or a backend (``tests/test_import_graph.py`` checks the rules).
 """
 
 from .backend import service_client

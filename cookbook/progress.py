@@ -1,24 +1,32 @@
-"""A rich progress display for long loops: step, loss, tokens/s and ETA on one line."""
+"""A rich progress display for long loops: step, a few live values (loss, tokens/s, ...) and ETA on one line."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 
 class StepProgress:
-    """``with StepProgress(total, start, "train") as p: p.update(step, loss=..., tokens_per_s=...)``."""
+    """``with StepProgress(total, start, "train") as p: p.update(step, loss=..., tokens_per_s=...)``.
+
+    ``fields`` maps a value's name to its column format (default: SFT's loss and tokens/s); values
+    are passed to :meth:`update` by name, already formatted as text.
+    """
 
     def __init__(self, total: int, start: int = 0, description: str = "train", enabled: bool = True,
-                 console: Console | None = None) -> None:
+                 console: Console | None = None, fields: Mapping[str, str] | None = None) -> None:
         self.enabled = enabled
+        self.fields = dict(fields) if fields is not None else {"loss": "loss {}", "tps": "{} tok/s"}
+        columns = [TextColumn(fmt.replace("{}", f"{{task.fields[{name}]}}")) for name, fmt in self.fields.items()]
         self._progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[tps]} tok/s"),
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), *columns,
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
             console=console, disable=not enabled, transient=False,
         )
-        self._task = self._progress.add_task(description, total=total, completed=start, loss="-", tps="-")
+        self._task = self._progress.add_task(description, total=total, completed=start,
+                                             **{name: "-" for name in self.fields})
 
     def __enter__(self) -> "StepProgress":
         self._progress.start()
@@ -27,13 +35,13 @@ class StepProgress:
     def __exit__(self, *exc) -> None:
         self._progress.stop()
 
-    def update(self, completed: int, *, loss: float | None = None, tokens_per_s: float | None = None) -> None:
-        fields = {}
+    def update(self, completed: int, *, loss: float | None = None, tokens_per_s: float | None = None,
+               **values: str) -> None:
         if loss is not None:
-            fields["loss"] = f"{loss:.4f}"
+            values["loss"] = f"{loss:.4f}"
         if tokens_per_s is not None:
-            fields["tps"] = f"{tokens_per_s:,.0f}"
-        self._progress.update(self._task, completed=completed, **fields)
+            values["tps"] = f"{tokens_per_s:,.0f}"
+        self._progress.update(self._task, completed=completed, **values)
 
     def print(self, *args, **kwargs) -> None:
         self._progress.console.print(*args, **kwargs)

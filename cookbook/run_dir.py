@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from cookbook.errors import ConfigError, UserError
+
 IfExists = Literal["resume", "overwrite", "refuse"]
 IF_EXISTS: tuple[str, ...] = ("resume", "overwrite", "refuse")
 
@@ -30,7 +32,7 @@ IF_EXISTS: tuple[str, ...] = ("resume", "overwrite", "refuse")
 NON_IDENTITY_KEYS = frozenset({"log_path", "if_exists", "wandb_project", "wandb_name", "progress"})
 
 
-class RunDirError(RuntimeError):
+class RunDirError(UserError, RuntimeError):
     """The log directory holds a run that this configuration may not continue."""
 
 
@@ -50,7 +52,7 @@ class CheckpointRecord:
 class RunDir:
     def __init__(self, path: str | Path, config: dict[str, Any], if_exists: IfExists = "resume") -> None:
         if if_exists not in IF_EXISTS:
-            raise ValueError(f"if_exists must be one of {', '.join(IF_EXISTS)}, got {if_exists!r}")
+            raise ConfigError(f"if_exists must be one of {', '.join(IF_EXISTS)}, got {if_exists!r}")
         self.path = Path(path)
         self.config = config
         existing = self.path / "config.json"
@@ -89,7 +91,8 @@ class RunDir:
     def record_checkpoint(self, record: CheckpointRecord) -> None:
         with open(self.path / "checkpoints.jsonl", "a") as f:
             f.write(json.dumps(record.to_json()) + "\n")
-        self.logger.info("checkpoint %s at step %d: %s", record.name, record.step, record.state_path or record.sampler_path)
+        self.logger.info("checkpoint %s at step %d: %s", record.name, record.step,
+                         record.state_path or record.sampler_path)
 
     # --- metrics ----------------------------------------------------------------------
     def metrics(self) -> list[dict[str, Any]]:

@@ -1,1 +1,4 @@
-"""Evals: benchmarks, graders, runner and sweeps; they may import cookbook and renderers."""
+"""Evals: graders today (``graders``); benchmarks, the runner and sweeps as they come. They build on
+``cookbook.completers`` (sampling), ``cookbook.tasks`` (problem sets) and ``cookbook.hooks`` (inline
+evals in a loop). May import cookbook and renderers; never recipes.
+"""

@@ -1,1 +1,2 @@
-"""Runnable, copyable recipes (recipes/sl, recipes/rl, recipes/dpo, recipes/distill); they may import cookbook, renderers and evals."""
+"""Runnable, copyable recipes, one folder per group (``recipes/sl``), and the ``cookbook`` command
+(``recipes/__main__.py``). They may import cookbook, renderers and evals; nothing imports them."""

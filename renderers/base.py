@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, ClassVar, Literal, Required, Sequence, TypedDict
+from typing import Any, ClassVar, Literal, Required, TypedDict
 
 from tinker import types
 from transformers import PreTrainedTokenizerBase
@@ -234,7 +235,8 @@ class Renderer(ABC):
         return types.ModelInput.from_ints(tokens), weights
 
     def render_text(
-        self, messages: Sequence[Message], *, tools: Sequence[ToolSpec] | None = None, add_generation_prompt: bool = False
+        self, messages: Sequence[Message], *, tools: Sequence[ToolSpec] | None = None,
+        add_generation_prompt: bool = False
     ) -> str:
         """The rendered text: the official template's text for the same conversation, up to the
         family's documented differences."""

@@ -61,7 +61,8 @@ def tools_system_prompt(tools: list[ToolSpec]) -> str:
         "## Tools\nYou have access to the following tools:\n\n"
         + "\n".join(sections)
         + "\nIMPORTANT: ALWAYS adhere to this exact format for tool use:\n"
-        + f"{CALLS_BEGIN}{CALL_BEGIN}tool_call_name{CALL_SEP}tool_call_arguments{CALL_END}{{additional_tool_calls}}{CALLS_END}\n\n"
+        + f"{CALLS_BEGIN}{CALL_BEGIN}tool_call_name{CALL_SEP}tool_call_arguments{CALL_END}"
+        + f"{{additional_tool_calls}}{CALLS_END}\n\n"
         + "Where:\n\n"
         + "- `tool_call_name` must be an exact match to one of the available tools\n"
         + "- `tool_call_arguments` must be valid JSON that strictly follows the tool's Parameters Schema\n"
@@ -79,7 +80,8 @@ class DeepSeekV3Renderer(Renderer):
     end_of_turn = (EOS,)
     thinking: bool = False
 
-    def _render(self, out: Rendering, messages: list[Message], tools: list[ToolSpec] | None, add_generation_prompt: bool) -> None:
+    def _render(self, out: Rendering, messages: list[Message], tools: list[ToolSpec] | None,
+                add_generation_prompt: bool) -> None:
         out.add(BOS)
         system_parts = [(i, text_content(m)) for i, m in enumerate(messages) if m["role"] == "system"]
         if tools:
@@ -105,7 +107,8 @@ class DeepSeekV3Renderer(Renderer):
         if add_generation_prompt and after_user:
             out.add("<｜Assistant｜>" + ("<think>" if self.thinking else "</think>"))
 
-    def _render_assistant(self, out: Rendering, i: int, message: Message, after_user: bool, after_tool: bool, final_round: bool) -> None:
+    def _render_assistant(self, out: Rendering, i: int, message: Message, after_user: bool, after_tool: bool,
+                          final_round: bool) -> None:
         content = text_content(message)
         calls = tool_calls_of(message)
         show_thinking = self.thinking and after_user and final_round

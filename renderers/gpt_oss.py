@@ -71,7 +71,8 @@ def _typescript_type(spec: dict[str, Any]) -> str:
         if not items:
             text = "any[]"
         elif items.get("type") in ("string", "number", "integer", "boolean"):
-            text = {"string": "string[]", "number": "number[]", "integer": "number[]", "boolean": "boolean[]"}[items["type"]]
+            arrays = {"string": "string[]", "number": "number[]", "integer": "number[]", "boolean": "boolean[]"}
+            text = arrays[items["type"]]
         else:
             inner = _typescript_type(items)
             text = "any[]" if inner == "object | object" or len(inner) > 50 else inner + "[]"
@@ -166,7 +167,8 @@ class GptOssRenderer(Renderer):
         self.reasoning_effort = reasoning_effort
         self.date = date
 
-    def _render(self, out: Rendering, messages: list[Message], tools: list[ToolSpec] | None, add_generation_prompt: bool) -> None:
+    def _render(self, out: Rendering, messages: list[Message], tools: list[ToolSpec] | None,
+                add_generation_prompt: bool) -> None:
         date = self.date if self.date is not None else datetime.now().strftime("%Y-%m-%d")
         out.add("<|start|>system<|message|>" + system_text(self.reasoning_effort, date, bool(tools)) + "<|end|>")
 
@@ -190,7 +192,8 @@ class GptOssRenderer(Renderer):
             if role == "assistant":
                 thinking = thinking_of(message)
                 if any(m in content or m in (thinking or "") for m in _CHANNEL_MARKERS):
-                    raise ValueError("pass analysis text in 'thinking' and final text in 'content', without channel tags")
+                    raise ValueError(
+                        "pass analysis text in 'thinking' and final text in 'content', without channel tags")
                 calls = tool_calls_of(message)
                 out.add("<|start|>assistant", i)
                 if calls:

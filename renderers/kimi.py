@@ -56,7 +56,8 @@ class KimiK2Renderer(Renderer):
     )  # fmt: skip
     end_of_turn = ("<|im_end|>",)
 
-    def _render(self, out: Rendering, messages: list[Message], tools: list[ToolSpec] | None, add_generation_prompt: bool) -> None:
+    def _render(self, out: Rendering, messages: list[Message], tools: list[ToolSpec] | None,
+                add_generation_prompt: bool) -> None:
         if tools:
             out.add("<|im_system|>tool_declare<|im_middle|>" + tojson(tools) + "<|im_end|>")
         for i, message in enumerate(messages):

@@ -60,7 +60,8 @@ class Llama3Renderer(Renderer):
         super().__init__(tokenizer)
         self.date = date
 
-    def _render(self, out: Rendering, messages: list[Message], tools: list[ToolSpec] | None, add_generation_prompt: bool) -> None:
+    def _render(self, out: Rendering, messages: list[Message], tools: list[ToolSpec] | None,
+                add_generation_prompt: bool) -> None:
         out.add("<|begin_of_text|>")
         rest = list(enumerate(messages))
         system_index, system = None, ""
@@ -69,7 +70,8 @@ class Llama3Renderer(Renderer):
             rest = rest[1:]
         date = self.date if self.date is not None else datetime.now().strftime("%d %b %Y")
         out.add("<|start_header_id|>system<|end_header_id|>\n\n", system_index)
-        out.add(("Environment: ipython\n" if tools else "") + f"Cutting Knowledge Date: December 2023\nToday Date: {date}\n\n")
+        out.add(("Environment: ipython\n" if tools else "")
+                + f"Cutting Knowledge Date: December 2023\nToday Date: {date}\n\n")
         out.add(system + "<|eot_id|>", system_index, output=True)
 
         if tools:

@@ -148,14 +148,16 @@ def _parse_call(text: str, index: int) -> ToolCall:
 class Qwen3Renderer(Renderer):
     name = "qwen3"
     required_special_tokens = ("<|im_start|>", "<|im_end|>")
-    optional_special_tokens = ("<think>", "</think>", "<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>")
+    optional_special_tokens = (
+        "<think>", "</think>", "<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>")
     end_of_turn = ("<|im_end|>",)
     #: False renders the template with enable_thinking=False (empty think block in the prompt).
     enable_thinking: bool = True
     #: False for the 2507 instruct models, whose template has no think blocks.
     think_blocks: bool = True
 
-    def _render(self, out: Rendering, messages: list[Message], tools: list[ToolSpec] | None, add_generation_prompt: bool) -> None:
+    def _render(self, out: Rendering, messages: list[Message], tools: list[ToolSpec] | None,
+                add_generation_prompt: bool) -> None:
         has_system = bool(messages) and messages[0]["role"] == "system"
         if tools:
             render_tools_system_turn(out, messages, tools)

@@ -28,7 +28,8 @@ STOP = "\n\nUser:"
 class RoleColonRenderer(Renderer):
     name = "role_colon"
 
-    def _render(self, out: Rendering, messages: list[Message], tools: list[ToolSpec] | None, add_generation_prompt: bool) -> None:
+    def _render(self, out: Rendering, messages: list[Message], tools: list[ToolSpec] | None,
+                add_generation_prompt: bool) -> None:
         if tools:
             raise ValueError("role_colon has no tool declaration format")
         if self.tokenizer.bos_token:

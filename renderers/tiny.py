@@ -43,7 +43,8 @@ class TinyRenderer(Renderer):
     optional_special_tokens = ("<think>", "</think>", "<tool_call>", "</tool_call>")
     end_of_turn = ("<|im_end|>",)
 
-    def _render(self, out: Rendering, messages: list[Message], tools: list[ToolSpec] | None, add_generation_prompt: bool) -> None:
+    def _render(self, out: Rendering, messages: list[Message], tools: list[ToolSpec] | None,
+                add_generation_prompt: bool) -> None:
         start = 0
         if tools:
             render_tools_system_turn(out, messages, tools)

@@ -9,8 +9,15 @@ from pathlib import Path
 # Keep tests hermetic: build the tiny model and write checkpoints under a temp dir unless the
 # caller chose a cache (reusing one across runs saves the few seconds the first build takes).
 os.environ.setdefault("COOKBOOK_CACHE", tempfile.mkdtemp(prefix="cookbook-test-cache-"))
-# The numerical tolerances (1e-5 logprobs, bitwise resume) are for fp32 on CPU; a GPU run of the
-# suite (bf16) would need its own tolerances, so the suite pins the device unless told otherwise.
+# The suite runs on CPU unless told otherwise: COOKBOOK_DEVICE=cuda runs the backend and supervised
+# tests on a GPU, COOKBOOK_DTYPE=float32|bfloat16 picks the precision (default: fp32 on CPU, bf16 on
+# CUDA). fp32 comparisons use fp32 tolerances (so TF32 is off); low-precision ones are bounded by the
+# rounding noise measured in the same run (tests/backend/backend_helpers.py, NOISE_FACTOR).
 os.environ.setdefault("COOKBOOK_DEVICE", "cpu")
+if os.environ["COOKBOOK_DEVICE"].startswith("cuda"):
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
 
 SHARED_DIR = Path(__file__).resolve().parent.parent.parent / "shared"

@@ -2,29 +2,32 @@
 
 A dataset spec is one string:
 
-- ``addition`` (or ``addition:<digits>``): the built-in synthetic task for the tiny model, integer
-  addition as a chat (``"23+45"`` -> ``"68"``);
+- a built-in task (``cookbook.tasks``): ``addition`` (or ``addition:<digits>``), the synthetic task
+  for the tiny model, integer addition as a chat (``"23+45"`` -> ``"68"``);
 - a ``.jsonl`` / ``.json`` / ``.parquet`` file whose rows hold ``{"messages": [...]}``;
 - a directory written by ``datasets.Dataset.save_to_disk`` / ``DatasetDict.save_to_disk``;
 - ``hf:<name>`` (optionally ``hf:<name>:<config>``): a Hugging Face hub dataset, loaded by name.
 
 Rows are read from ``messages_field`` (OpenAI-style chat messages), or built from
-``prompt_field`` / ``response_field`` as one user turn and one assistant turn.
+``prompt_field`` / ``response_field`` as one user turn and one assistant turn. A file that cannot
+be read raises a :class:`cookbook.errors.UserError` naming the file and line (or row).
 """
 
 from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tinker import types
 
-from renderers import Message, Renderer, TrainOnWhat, from_openai_messages
-
-Conversation = list[Message]
+from cookbook.errors import ConfigError, DataError, MissingFileError, first_line
+from cookbook.supervised.types import Conversation
+from cookbook.tasks import task_from_spec
+from renderers import Renderer, TrainOnWhat, from_openai_messages
 
 
 @dataclass(frozen=True)
@@ -39,89 +42,108 @@ class DatasetSpec:
 
 def load_conversations(spec: DatasetSpec, *, n_synthetic: int = 20000, seed: int = 0) -> list[Conversation]:
     """All conversations of a dataset spec (synthetic tasks generate ``n_synthetic`` of them)."""
-    source = spec.source
-    if source == "addition" or source.startswith("addition:"):
-        digits = int(source.split(":", 1)[1]) if ":" in source else 2
-        return addition_conversations(n_synthetic, digits=digits, seed=seed)
-    rows = _load_rows(spec)
-    conversations = [_row_to_conversation(row, spec, i) for i, row in enumerate(rows)]
+    task = task_from_spec(spec.source)
+    if task is not None:
+        return task.conversations(n_synthetic, seed=seed)
+    rows, where = _load_rows(spec)
+    conversations = [_row_to_conversation(row, spec, where(i)) for i, row in enumerate(rows)]
     if spec.system_prompt:
         conversations = [[{"role": "system", "content": spec.system_prompt}, *c] for c in conversations]
     return conversations
 
 
-def _load_rows(spec: DatasetSpec) -> Iterable[dict]:
+def _load_rows(spec: DatasetSpec) -> tuple[Sequence[Any], Callable[[int], str]]:
+    """The rows of a file, directory or hub dataset, and where row ``i`` is (``file:line`` or ``file row i``)."""
     source = spec.source
     if source.startswith("hf:"):
         import datasets
 
         name, _, config = source[3:].partition(":")
-        return datasets.load_dataset(name, config or None, split=spec.split)
+        try:
+            rows = datasets.load_dataset(name, config or None, split=spec.split)
+        except (OSError, ValueError) as exc:  # not on the hub or in the cache, hub unreachable, unknown split
+            raise DataError(f"{source}: cannot load this hub dataset: {first_line(str(exc))}") from exc
+        return rows, lambda i: f"{source} row {i}"
     path = Path(source).expanduser()
+
+    def by_index(i: int) -> str:
+        return f"{path} row {i}"
+
     if path.is_dir():
         import datasets
 
-        loaded = datasets.load_from_disk(str(path))
+        try:
+            loaded = datasets.load_from_disk(str(path))
+        except FileNotFoundError as exc:
+            raise DataError(f"{path}: not a dataset saved with datasets.save_to_disk ({first_line(str(exc))})") from exc
         if isinstance(loaded, datasets.DatasetDict):
             if spec.split not in loaded:
-                raise ValueError(f"{path} has splits {sorted(loaded)}, not {spec.split!r}")
+                raise DataError(f"{path} has splits {sorted(loaded)}, not {spec.split!r}; set data.split")
             loaded = loaded[spec.split]
-        return loaded
+        return loaded, by_index
     if not path.exists():
-        raise FileNotFoundError(f"dataset {source!r} not found: not a file, a saved dataset directory, "
-                                "'addition', or 'hf:<name>'")
+        raise MissingFileError(f"{source}: no such file or directory (a dataset is a .jsonl/.json/.parquet file, "
+                               "a directory saved with datasets.save_to_disk, 'addition', or 'hf:<name>')")
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        with open(path) as f:
-            return [json.loads(line) for line in f if line.strip()]
+        return _read_jsonl(path)
     if suffix == ".json":
-        data = json.loads(path.read_text())
-        return data if isinstance(data, list) else data[spec.split]
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}, column {exc.colno})") from None
+        if isinstance(data, dict) and spec.split in data:
+            data = data[spec.split]
+        if not isinstance(data, list):
+            raise DataError(f"{path}: holds neither a list of rows nor a {spec.split!r} key with one; set data.split")
+        return data, by_index
     if suffix == ".parquet":
         import datasets
 
-        return datasets.Dataset.from_parquet(str(path))
-    raise ValueError(f"unsupported dataset file {path.name}: use .jsonl, .json or .parquet")
+        return datasets.Dataset.from_parquet(str(path)), by_index
+    raise DataError(f"{path}: unsupported dataset file; use .jsonl, .json or .parquet")
 
 
-def _row_to_conversation(row: dict, spec: DatasetSpec, index: int) -> Conversation:
+def _read_jsonl(path: Path) -> tuple[list[Any], Callable[[int], str]]:
+    rows, lines = [], []
+    with open(path) as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{number}: not valid JSON ({exc.msg}, column {exc.colno}); "
+                                "each line must be one JSON object") from None
+            lines.append(number)
+    return rows, lambda i: f"{path}:{lines[i]}"
+
+
+def _row_to_conversation(row: Any, spec: DatasetSpec, where: str) -> Conversation:
+    if not isinstance(row, dict):
+        raise DataError(f"{where}: a row must be a JSON object, got {type(row).__name__}")
     if spec.prompt_field or spec.response_field:
         if not (spec.prompt_field and spec.response_field):
-            raise ValueError("prompt_field and response_field go together")
+            raise ConfigError("data.prompt_field and data.response_field go together; set both or neither")
         try:
             return [{"role": "user", "content": str(row[spec.prompt_field])},
                     {"role": "assistant", "content": str(row[spec.response_field])}]
         except KeyError as exc:
-            raise ValueError(f"row {index} has no field {exc}; fields: {sorted(row)}") from None
+            raise DataError(f"{where}: row has no field {exc}; fields: {sorted(row)}") from None
     if spec.messages_field not in row:
-        raise ValueError(f"row {index} has no {spec.messages_field!r} field; fields: {sorted(row)} "
-                         "(set messages_field, or prompt_field and response_field)")
-    return from_openai_messages(row[spec.messages_field])
-
-
-def addition_conversations(n: int, *, digits: int = 2, seed: int = 0,
-                           exclude: set[tuple[int, int]] | None = None) -> list[Conversation]:
-    """``n`` random ``a+b`` problems with ``digits``-digit operands as user/assistant turns."""
-    rng = random.Random(seed)
-    low, high = 10 ** (digits - 1) if digits > 1 else 0, 10**digits - 1
-    out: list[Conversation] = []
-    while len(out) < n:
-        a, b = rng.randint(low, high), rng.randint(low, high)
-        if exclude and (a, b) in exclude:
-            continue
-        out.append(addition_problem(a, b))
-    return out
-
-
-def addition_problem(a: int, b: int) -> Conversation:
-    return [{"role": "user", "content": f"{a}+{b}"}, {"role": "assistant", "content": str(a + b)}]
+        raise DataError(f"{where}: row has no {spec.messages_field!r} field; fields: {sorted(row)} "
+                        "(set data.messages_field, or data.prompt_field and data.response_field)")
+    try:
+        return from_openai_messages(row[spec.messages_field])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise DataError(f"{where}: {spec.messages_field!r} is not a list of chat messages ({exc!r})") from None
 
 
 def split_train_test(items: Sequence, test_size: int | float, seed: int) -> tuple[list, list]:
     """Shuffle with ``seed`` and hold out ``test_size`` items (a count, or a fraction if < 1)."""
     n_test = int(round(len(items) * test_size)) if isinstance(test_size, float) and test_size < 1 else int(test_size)
     if not 0 <= n_test < len(items):
-        raise ValueError(f"test_size {test_size} leaves no training data out of {len(items)} examples")
+        raise ConfigError(f"test_size {test_size} leaves no training data out of {len(items)} examples")
     order = list(range(len(items)))
     random.Random(seed).shuffle(order)
     test = [items[i] for i in order[:n_test]]
@@ -155,7 +177,7 @@ def batch_indices(lengths: Sequence[int], *, batch_size: int | None, max_tokens:
                   seed: int, epoch: int) -> list[list[int]]:
     """One epoch of batches, shuffled with (seed, epoch): by example count or by a token budget."""
     if (batch_size is None) == (max_tokens is None):
-        raise ValueError("give exactly one of batch_size and max_tokens")
+        raise ConfigError("set exactly one of batch_size and max_tokens_per_batch (the other to None)")
     order = list(range(len(lengths)))
     random.Random(seed * 1_000_003 + epoch).shuffle(order)
     if batch_size is not None:
@@ -170,3 +192,20 @@ def batch_indices(lengths: Sequence[int], *, batch_size: int | None, max_tokens:
     if current:
         batches.append(current)
     return batches
+
+
+class EpochBatches:
+    """The batch of every step of a multi-epoch run: step ``s`` is batch ``s % per_epoch`` of epoch
+    ``s // per_epoch``, each epoch shuffled with (seed, epoch) by :func:`batch_indices`."""
+
+    def __init__(self, lengths: Sequence[int], *, batch_size: int | None, max_tokens: int | None, seed: int) -> None:
+        self._make = lambda epoch: batch_indices(lengths, batch_size=batch_size, max_tokens=max_tokens, seed=seed,
+                                                 epoch=epoch)
+        self._epoch, self._batches = 0, self._make(0)
+        self.per_epoch = len(self._batches)
+
+    def __getitem__(self, step: int) -> list[int]:
+        epoch, index = divmod(step, self.per_epoch)
+        if epoch != self._epoch:
+            self._epoch, self._batches = epoch, self._make(epoch)
+        return self._batches[index]

@@ -1,47 +1,42 @@
 """The supervised-learning loop, written only against the Tinker primitives.
 
 Per step: submit ``forward_backward`` and ``optim_step`` for step N, then wait for step N-1's
-results (so the backend always has the next step queued). At evaluation / checkpoint boundaries
-the loop waits for the step it just submitted, so evals and checkpoints see exactly the weights
-after that step. Rerunning with the same ``log_path`` resumes from the last checkpoint (weights
-and optimizer state) and gives the same final weights as an uninterrupted run.
+results (so the backend always has the next step queued). When hooks (test NLL, evals) are due or a
+checkpoint is, the loop waits for the step it just submitted, so they see exactly the weights after
+that step. Rerunning with the same ``log_path`` resumes from the last checkpoint (weights and
+optimizer state) and gives the same final weights as an uninterrupted run.
+
+Composes the shared layer: ``cookbook.config`` (run and optimizer settings), ``cookbook.hooks``,
+``cookbook.checkpointing``; clients are typed by ``cookbook.primitives``. Imports no other loop.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import chz
-from tinker import types
+from tinker import APIFuture, types
 
-from cookbook.backend import service_client
-from cookbook.lr_schedules import ScheduleName, lr_at
+from cookbook import checkpointing
+from cookbook.config import OptimizerConfig, RunConfig, make_service
+from cookbook.errors import ConfigError, DataError
+from cookbook.hooks import Hook, Hooks, SamplingHookFn, nll_hook, weight_sum
 from cookbook.metric_logger import MetricLogger
+from cookbook.primitives import ServiceClient, TrainingClient
 from cookbook.progress import StepProgress
-from cookbook.run_dir import CheckpointRecord, IfExists, RunDir
-from cookbook.supervised.data import batch_indices
-
-EvalHook = Callable[[Any], Mapping[str, float]]  # receives a sampling client, returns metrics
+from cookbook.run_dir import RunDir
+from cookbook.supervised.data import EpochBatches
 
 
 @chz.chz
-class TrainConfig:
-    """Everything the loop needs that is not data."""
+class TrainConfig(RunConfig, OptimizerConfig):
+    """Everything the loop needs that is not data (run and optimizer settings: ``cookbook.config``)."""
 
     base_model: str = "tiny"
     lora_rank: int = 32
-    seed: int = 0
-    learning_rate: float = 1e-4
-    lr_schedule: ScheduleName = "linear"
-    warmup_steps: int = 0
-    min_lr_ratio: float = 0.0
-    weight_decay: float = 0.0
-    grad_clip_norm: float = 0.0
-    beta1: float = 0.9
-    beta2: float = 0.95
     batch_size: int | None = 32  # examples per step ...
     max_tokens_per_batch: int | None = None  # ... or a token budget per step (set batch_size=None)
     num_epochs: int = 1
@@ -49,17 +44,11 @@ class TrainConfig:
     eval_every: int = 0  # test NLL and eval hooks every N steps (0: only at the end)
     save_every: int = 0  # resumable checkpoint every N steps (0: only at the end)
     log_path: str = "runs/sft"
-    if_exists: IfExists = "resume"
-    backend: str = "local"
-    base_url: str | None = None
-    wandb_project: str | None = None
-    wandb_name: str | None = None
-    progress: bool = True
 
 
 @dataclass
 class TrainResult:
-    training_client: Any
+    training_client: TrainingClient | None
     steps: int
     final_state_path: str | None
     final_sampler_path: str | None
@@ -67,14 +56,14 @@ class TrainResult:
     resumed_from: int
 
 
-def make_service(config: TrainConfig) -> Any:
-    kwargs = {"base_url": config.base_url} if config.base_url else {}
-    return service_client(config.backend, **kwargs)
-
-
-def _ready(x: Any) -> Any:
-    """Accept both client styles: the local backend returns clients, the SDK futures of clients."""
-    return x.result()
+@dataclass
+class _Submitted:
+    step: int
+    adam: types.AdamParams
+    fb: APIFuture[types.ForwardBackwardOutput]
+    opt: APIFuture[types.OptimStepResponse]
+    tokens: int
+    weight: float
 
 
 def num_steps(config: TrainConfig, n_batches_per_epoch: int) -> int:
@@ -82,136 +71,87 @@ def num_steps(config: TrainConfig, n_batches_per_epoch: int) -> int:
     return min(total, config.max_steps) if config.max_steps is not None else total
 
 
-def weight_sum(data: Sequence[types.Datum]) -> float:
-    """Total loss weight of some datums (the number of trained tokens for 0/1 weights)."""
-    return float(sum(d.loss_fn_inputs["weights"].to_numpy().sum() for d in data))
-
-
-def test_nll(training_client: Any, data: Sequence[types.Datum], batch_size: int = 64) -> float:
-    """Mean negative log-likelihood per weighted token under the current weights."""
-    futures = [training_client.forward(list(data[i: i + batch_size]), "cross_entropy")
-               for i in range(0, len(data), batch_size)]
-    loss = sum(f.result().metrics["loss:sum"] for f in futures)
-    return loss / max(weight_sum(data), 1e-9)
-
-
 def train(
     config: TrainConfig,
     train_data: Sequence[types.Datum],
     test_data: Sequence[types.Datum] = (),
     *,
-    eval_hooks: Mapping[str, EvalHook] | None = None,
+    eval_hooks: Mapping[str, Hook | SamplingHookFn] | None = None,
     run_config: dict[str, Any] | None = None,
-    service: Any = None,
+    service: ServiceClient | None = None,
 ) -> TrainResult:
     """Train a LoRA adapter on ``train_data``; see the module docstring for the loop's shape.
 
     Args:
+        test_data: held-out datums; their mean NLL is logged as ``test/nll`` with the hooks.
+        eval_hooks: name -> hook (``cookbook.hooks``), run every ``eval_every`` steps and at the end.
         run_config: what is written to ``config.json`` (default: ``config``); a rerun continues the
             run only if this matches.
-        eval_hooks: name -> hook(sampling_client) -> metrics, run with test NLL every ``eval_every``.
         service: a service client to use instead of making one from ``config.backend``.
     """
     if not train_data:
-        raise ValueError("no training data")
+        raise DataError("no training data")
     run = RunDir(config.log_path, run_config or chz.asdict(config), config.if_exists)
-    lengths = [d.model_input.length for d in train_data]
-    per_epoch = len(batch_indices(lengths, batch_size=config.batch_size, max_tokens=config.max_tokens_per_batch,
-                                  seed=config.seed, epoch=0))
-    if per_epoch == 0:
-        raise ValueError(f"batch_size {config.batch_size} is larger than the dataset ({len(train_data)} examples)")
-    total = num_steps(config, per_epoch)
+    batches = EpochBatches([d.model_input.length for d in train_data], batch_size=config.batch_size,
+                           max_tokens=config.max_tokens_per_batch, seed=config.seed)
+    if batches.per_epoch == 0:
+        raise ConfigError(f"batch_size {config.batch_size} is larger than the dataset ({len(train_data)} examples)")
+    total = num_steps(config, batches.per_epoch)
+    hooks = Hooks({**({"test": nll_hook(test_data)} if test_data else {}), **(eval_hooks or {})},
+                  default_every=config.eval_every, total_steps=total)
     service = service or make_service(config)
-
-    last = run.last_checkpoint()
     if run.is_finished():
-        run.logger.info("run already finished; nothing to do")
-        tc = _ready(service.create_training_client_from_state(last.state_path)) if last else None
-        final = [r for r in run.checkpoints() if r.final][-1]
+        tc, final = checkpointing.finished(run, service)
         return TrainResult(tc, total, final.state_path, final.sampler_path, run.metrics(), total)
-    if last is not None:
-        tc = _ready(service.create_training_client_from_state_with_optimizer(last.state_path))
-        start = last.step
-        run.truncate_metrics(start)
-        run.logger.info("resuming from %s at step %d", last.state_path, start)
-    else:
-        tc = _ready(service.create_lora_training_client(base_model=config.base_model, rank=config.lora_rank,
-                                                         seed=config.seed))
-        start = 0
-        run.truncate_metrics(0)
+    tc, start = checkpointing.start_or_resume(run, service, base_model=config.base_model,
+                                              lora_rank=config.lora_rank, seed=config.seed)
     logger = MetricLogger(run, wandb_project=config.wandb_project, wandb_name=config.wandb_name, resume_step=start)
-    epoch_batches: dict[int, list[list[int]]] = {}
+    last_finish = time.monotonic()
 
-    def batch_for(step: int) -> list[types.Datum]:
-        epoch, index = divmod(step, per_epoch)
-        if epoch not in epoch_batches:
-            epoch_batches.clear()
-            epoch_batches[epoch] = batch_indices(lengths, batch_size=config.batch_size,
-                                                 max_tokens=config.max_tokens_per_batch, seed=config.seed, epoch=epoch)
-        return [train_data[i] for i in epoch_batches[epoch][index]]
+    def submit(step: int) -> _Submitted:
+        batch = [train_data[i] for i in batches[step]]
+        adam = config.adam_params(step, total)
+        return _Submitted(step, adam, tc.forward_backward(batch, "cross_entropy"), tc.optim_step(adam),
+                          sum(d.model_input.length for d in batch), weight_sum(batch))
 
-    def is_boundary(step: int, every: int) -> bool:
-        return every > 0 and (step + 1) % every == 0
-
-    def submit(step: int) -> dict[str, Any]:
-        batch = batch_for(step)
-        lr = lr_at(step, base_lr=config.learning_rate, total_steps=total, schedule=config.lr_schedule,
-                   warmup_steps=config.warmup_steps, min_lr_ratio=config.min_lr_ratio)
-        adam = types.AdamParams(learning_rate=lr, beta1=config.beta1, beta2=config.beta2,
-                                weight_decay=config.weight_decay, grad_clip_norm=config.grad_clip_norm)
-        return dict(step=step, lr=lr, fb=tc.forward_backward(batch, "cross_entropy"), opt=tc.optim_step(adam),
-                    tokens=sum(d.model_input.length for d in batch),
-                    weight=weight_sum(batch))
-
-    clock = {"last": time.monotonic()}
-
-    def finish(pending: dict[str, Any], progress: StepProgress) -> None:
-        step = pending["step"]
-        out, opt = pending["fb"].result(), pending["opt"].result()
+    def finish(done: _Submitted, progress: StepProgress) -> None:
+        nonlocal last_finish
+        out, opt = done.fb.result(), done.opt.result()
         now = time.monotonic()
-        elapsed, clock["last"] = now - clock["last"], now
-        row = {"train/loss": out.metrics["loss:sum"] / max(pending["weight"], 1e-9), "learning_rate": pending["lr"],
-               "tokens": pending["tokens"], "tokens_per_s": pending["tokens"] / max(elapsed, 1e-9),
-               "step_time_s": elapsed}
-        if opt is not None and opt.metrics:
-            row.update({f"optim/{k.split(':')[0]}": v for k, v in opt.metrics.items() if k.startswith("grad_norm")})
-        last_step = step == total - 1
-        if is_boundary(step, config.eval_every) or last_step:
-            row.update(evaluate(tc, test_data, eval_hooks))
-        logger.log(step, row)
-        progress.update(step + 1, loss=row["train/loss"], tokens_per_s=row["tokens_per_s"])
-        if is_boundary(step, config.save_every) and not last_step:
-            path = tc.save_state(f"step_{step + 1:06d}").result().path
-            run.record_checkpoint(CheckpointRecord(f"step_{step + 1:06d}", step + 1, path, None))
-        clock["last"] = time.monotonic()  # evals and checkpoints are not training time
+        row = _step_metrics(done, out, opt, elapsed=now - last_finish)
+        row.update(hooks.run(done.step, tc))
+        logger.log(done.step, row)
+        progress.update(done.step + 1, loss=row["train/loss"], tokens_per_s=row["tokens_per_s"])
+        if _every(done.step, config.save_every) and done.step != total - 1:
+            checkpointing.save_checkpoint(run, tc, done.step + 1)
+        last_finish = time.monotonic()  # hooks and checkpoints are not training time
 
     with StepProgress(total, start, "train", enabled=config.progress) as progress:
         pending = None
         for step in range(start, total):
-            current = submit(step)
+            current = submit(step)  # step N goes in before step N-1 is awaited
             if pending is not None:
                 finish(pending, progress)
             pending = current
-            if is_boundary(step, config.eval_every) or is_boundary(step, config.save_every):
-                finish(pending, progress)
+            if hooks.due(step) or _every(step, config.save_every):
+                finish(pending, progress)  # hooks and checkpoints see the weights after this step
                 pending = None
         if pending is not None:
             finish(pending, progress)
 
-    state = tc.save_state("final").result().path
-    sampler = tc.save_weights_for_sampler("final").result().path
-    run.record_checkpoint(CheckpointRecord("final", total, state, sampler, final=True))
+    final = checkpointing.save_final(run, tc, total)
     logger.close()
-    return TrainResult(tc, total, state, sampler, run.metrics(), start)
+    return TrainResult(tc, total, final.state_path, final.sampler_path, run.metrics(), start)
 
 
-def evaluate(training_client: Any, test_data: Sequence[types.Datum],
-             eval_hooks: Mapping[str, EvalHook] | None) -> dict[str, float]:
-    metrics: dict[str, float] = {}
-    if test_data:
-        metrics["test/nll"] = test_nll(training_client, test_data)
-    if eval_hooks:
-        sampler = _ready(training_client.save_weights_and_get_sampling_client())
-        for name, hook in eval_hooks.items():
-            metrics.update({f"{name}/{k}": float(v) for k, v in hook(sampler).items()})
-    return metrics
+def _every(step: int, every: int) -> bool:
+    return every > 0 and (step + 1) % every == 0
+
+
+def _step_metrics(done: _Submitted, out: types.ForwardBackwardOutput, opt: types.OptimStepResponse | None,
+                  elapsed: float) -> dict[str, Any]:
+    row = {"train/loss": out.metrics["loss:sum"] / max(done.weight, 1e-9), "learning_rate": done.adam.learning_rate,
+           "tokens": done.tokens, "tokens_per_s": done.tokens / max(elapsed, 1e-9), "step_time_s": elapsed}
+    if opt is not None and opt.metrics:
+        row.update({f"optim/{k.split(':')[0]}": v for k, v in opt.metrics.items() if k.startswith("grad_norm")})
+    return row

@@ -6,7 +6,9 @@
 
 ``data.source`` is ``addition``, a ``.jsonl``/``.json``/``.parquet`` file of ``{"messages": [...]}``
 rows, a directory saved with ``datasets.save_to_disk``, or ``hf:<name>[:<config>]``. Every option
-of the training loop (``cookbook.supervised.train.TrainConfig``) is a top-level key.
+of the training loop (``cookbook.supervised.train.TrainConfig``: the run and optimizer sections of
+``cookbook.config`` plus the loop's own) is a top-level key. A bad data line, a missing file or a
+model that cannot be loaded stops with one line naming it (``--debug`` for the traceback).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@
     cookbook quickstart max_steps=100 log_path=runs/qs2
 
 Measures held-out exact-match accuracy (greedy sampling through a sampling client) before and
-after training, shows a few answers, and writes the run directory with ``summary.json``.
+after training, shows a few answers, and writes the run directory with ``summary.json``. The
+problems, their training conversations and the grade all come from ``cookbook.tasks.AdditionTask``.
 """
 
 from __future__ import annotations
@@ -17,12 +18,18 @@ import chz
 from rich.console import Console
 from rich.table import Table
 
+from cookbook.completers import MessageCompleter
+from cookbook.config import make_service
+from cookbook.hooks import accuracy_hook
+from cookbook.lr_schedules import ScheduleName
+from cookbook.primitives import SamplingClient, ready
 from cookbook.recipe_cli import run_recipe
-from cookbook.supervised.data import addition_conversations, conversations_to_data
-from cookbook.supervised.train import TrainConfig, make_service, train
+from cookbook.run_dir import IfExists
+from cookbook.supervised.data import conversations_to_data
+from cookbook.supervised.train import TrainConfig, train
+from cookbook.tasks import AdditionTask, Problem
 from cookbook.tokenizer_utils import get_tokenizer
-from evals.generation import Problem, accuracy_hook, generate
-from renderers import get_renderer
+from renderers import Renderer, get_renderer
 
 
 @chz.chz
@@ -35,30 +42,22 @@ class Config(TrainConfig):
     n_show: int = 4
     lora_rank: int = 32
     learning_rate: float = 1e-3
-    lr_schedule: str = "linear"
+    lr_schedule: ScheduleName = "linear"
     warmup_steps: int = 20
     grad_clip_norm: float = 1.0
     batch_size: int | None = 64
     max_steps: int | None = None
     log_path: str = "runs/quickstart"
-    if_exists: str = "overwrite"
+    if_exists: IfExists = "overwrite"
 
 
-def addition_problems(config: Config) -> tuple[list, list[Problem]]:
-    test_convs = addition_conversations(config.n_test, digits=config.digits, seed=config.seed + 1)
-    held_out = {tuple(int(x) for x in c[0]["content"].split("+")) for c in test_convs}
-    train_convs = addition_conversations(config.n_train, digits=config.digits, seed=config.seed, exclude=held_out)
-    problems = [Problem(messages=c[:1], reference=c[1]["content"]) for c in test_convs]
-    return train_convs, problems
-
-
-def show(console: Console, title: str, sampler, renderer, problems: list[Problem]) -> None:
+def show(console: Console, title: str, sampler: SamplingClient, renderer: Renderer, problems: list[Problem]) -> None:
     table = Table(title=title)
     for column in ("problem", "model answer", "correct answer"):
         table.add_column(column)
-    answers = generate(sampler, renderer, [p.messages for p in problems], max_tokens=8)
-    for problem, (text, _) in zip(problems, answers):
-        table.add_row(problem.messages[0]["content"], repr(text), problem.reference)
+    answers = MessageCompleter(sampler, renderer, max_tokens=8).complete_many([p.messages for p in problems])
+    for problem, answer in zip(problems, answers):
+        table.add_row(problem.messages[0]["content"], repr(answer.text), problem.reference)
     console.print(table)
 
 
@@ -66,19 +65,21 @@ def main(config: Config) -> dict:
     console = Console()
     started = time.monotonic()
     renderer = get_renderer(config.renderer, get_tokenizer(config.base_model))
-    train_convs, problems = addition_problems(config)
-    train_data = conversations_to_data(train_convs, renderer, "last_assistant_message")
-    evaluate = accuracy_hook(problems, renderer, max_tokens=8)
+    task = AdditionTask(digits=config.digits)
+    train_problems, problems = task.held_out_split(config.n_train, config.n_test, seed=config.seed)
+    train_data = conversations_to_data([task.conversation(p) for p in train_problems], renderer,
+                                       "last_assistant_message")
+    evaluate = accuracy_hook(task, problems, renderer, max_tokens=8)
 
     service = make_service(config)
-    base_sampler = service.create_sampling_client(base_model=config.base_model).result()
+    base_sampler = ready(service.create_sampling_client(base_model=config.base_model))
     before = evaluate(base_sampler)["accuracy"]
     show(console, "before training", base_sampler, renderer, problems[: config.n_show])
     console.print(f"held-out accuracy before training: [bold]{before:.1%}[/bold] ({len(problems)} problems)")
 
     result = train(config, train_data, eval_hooks={"addition": evaluate}, service=service)
     after = result.metrics[-1]["addition/accuracy"]
-    sampler = result.training_client.save_weights_and_get_sampling_client().result()
+    sampler = ready(result.training_client.save_weights_and_get_sampling_client())
     show(console, "after training", sampler, renderer, problems[: config.n_show])
 
     summary = {"accuracy_before": before, "accuracy_after": after, "steps": result.steps,

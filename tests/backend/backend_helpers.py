@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from tinker import types
+
+from cookbook.backend.local.model import resolve_device, resolve_dtype
 
 
 def make_datum(tokens: list[int], **extra) -> types.Datum:
@@ -27,3 +30,39 @@ def randomize_adapter(client, seed: int = 0, scale: float = 0.05) -> None:
 
 def adapter_tensors(client) -> dict[str, torch.Tensor]:
     return client.adapter.state_dict()
+
+
+# --- the device and precision the suite runs in -------------------------------------------
+# COOKBOOK_DEVICE / COOKBOOK_DTYPE choose them (tests/conftest.py pins CPU unless told otherwise).
+DEVICE = resolve_device(None)
+DTYPE = resolve_dtype(None, DEVICE)
+LOW_PRECISION = DTYPE != torch.float32
+
+# In a low-precision dtype no fixed tolerance is right for every quantity, so a comparison with the
+# fp32 result is bounded by the rounding noise of that very quantity, measured in the same run: how
+# far a second, independent low-precision computation of it (plain transformers / PEFT in the same
+# dtype, or our own other code path) lands from the fp32 result on the same device. Ours may be at
+# most NOISE_FACTOR times as far, in L2 norm (the largest single element is too noisy a statistic).
+NOISE_FACTOR = 2.0
+
+
+def assert_close(ours, exact, *, atol: float, rtol: float = 0.0, peer=None) -> None:
+    """``ours`` vs ``exact`` (an fp32 result): elementwise fp32 tolerances in fp32; in low precision,
+    ``||ours - exact|| <= NOISE_FACTOR * ||peer - exact||`` plus the fp32 tolerances' norm, where
+    ``peer`` is the same quantity computed independently in the low-precision dtype.
+    """
+    ours, exact = _np(ours), _np(exact)
+    if not LOW_PRECISION:
+        np.testing.assert_allclose(ours, exact, atol=atol, rtol=rtol)
+        return
+    assert peer is not None, "a low-precision comparison needs the peer computation that measures its noise"
+    err, noise = np.linalg.norm(ours - exact), np.linalg.norm(_np(peer) - exact)
+    slack = np.linalg.norm(atol + rtol * np.abs(exact))
+    assert err <= NOISE_FACTOR * noise + slack, (
+        f"error {err:.3g} vs fp32 exceeds {NOISE_FACTOR} x the {DTYPE} noise {noise:.3g} (+ {slack:.3g})")
+
+
+def _np(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().float().cpu().numpy()
+    return np.asarray(x, dtype=np.float64)

@@ -1,4 +1,4 @@
-"""bf16 (the default on GPU), run on CPU: fp32 adapter state, and a sampler as accurate as the trainer.
+"""bf16 (the default on GPU) on the suite's device: fp32 adapter state, and a sampler as accurate as the trainer.
 
 bf16 rounding makes sampler and trainer logprobs differ (different operation orders round
 differently); the property that matters is that neither is further from the fp32 result than the
@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from backend_helpers import DEVICE, make_datum, randomize_adapter
 from tinker import types
 
-from backend_helpers import make_datum, randomize_adapter
 from cookbook.backend.local import Engine, ServiceClient
 
 PROMPTS = [[104, 101, 108, 108, 111], [49, 43, 49, 61]]
@@ -20,7 +20,7 @@ PROMPTS = [[104, 101, 108, 108, 111], [49, 43, 49, 61]]
 
 @pytest.fixture(scope="module")
 def clients(tmp_path_factory):
-    engines = [Engine("cpu", "bfloat16"), Engine("cpu", "float32")]
+    engines = [Engine(str(DEVICE), "bfloat16"), Engine(str(DEVICE), "float32")]
     bf16, fp32 = (ServiceClient(engine=e, checkpoint_root=tmp_path_factory.mktemp("ckpt")) for e in engines)
     tc = bf16.create_lora_training_client("tiny", rank=8, seed=3)
     randomize_adapter(tc, seed=3, scale=0.2)

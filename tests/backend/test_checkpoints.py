@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import peft
 import pytest
 import torch
 import transformers
+from backend_helpers import DEVICE, DTYPE, LOW_PRECISION, assert_close, make_datum
 from tinker import types
 
-from backend_helpers import make_datum
 from cookbook.backend.local import errors
-from cookbook.cli import main as cli_main
+from recipes.__main__ import main as cli_main
 
 SEQS = [[72, 101, 108, 108, 111, 33, 10], [49, 43, 50, 61, 51, 10], [100 + i for i in range(20)]]
 ADAM = types.AdamParams(learning_rate=5e-3, weight_decay=0.01, grad_clip_norm=1.0)
@@ -87,8 +86,9 @@ def test_sampler_checkpoint_samples_like_the_snapshot(service):
 
 
 def _hf_logprobs(model, seq):
-    logits = model(input_ids=torch.tensor([seq[:-1]])).logits[0].float()
-    return torch.log_softmax(logits, -1).gather(-1, torch.tensor(seq[1:])[:, None])[:, 0].detach().numpy()
+    logits = model(input_ids=torch.tensor([seq[:-1]], device=DEVICE)).logits[0].float()
+    targets = torch.tensor(seq[1:], device=DEVICE)
+    return torch.log_softmax(logits, -1).gather(-1, targets[:, None])[:, 0].detach().cpu().numpy()
 
 
 def test_merged_and_peft_exports_reproduce_the_lora_model(service, tmp_path):
@@ -101,14 +101,19 @@ def test_merged_and_peft_exports_reproduce_the_lora_model(service, tmp_path):
     assert cli_main(["export", path, "--merged", str(merged_dir), "--peft", str(peft_dir),
                      "--checkpoint-root", str(service.checkpoint_root)]) == 0
 
-    merged = transformers.AutoModelForCausalLM.from_pretrained(merged_dir, dtype=torch.float32)
+    def load(dtype):
+        merged = transformers.AutoModelForCausalLM.from_pretrained(merged_dir, dtype=dtype).to(DEVICE)
+        base = transformers.AutoModelForCausalLM.from_pretrained(tc.base.location, dtype=dtype).to(DEVICE)
+        return merged, peft.PeftModel.from_pretrained(base, peft_dir, autocast_adapter_dtype=False)
+
     assert transformers.AutoTokenizer.from_pretrained(merged_dir).encode("hi") == tc.get_tokenizer().encode("hi")
-    base = transformers.AutoModelForCausalLM.from_pretrained(tc.base.location, dtype=torch.float32)
-    with_adapter = peft.PeftModel.from_pretrained(base, peft_dir)
     assert json.loads((peft_dir / "adapter_config.json").read_text())["r"] == 8
+    exact = load(torch.float32)
+    peers = load(DTYPE) if LOW_PRECISION else (None, None)  # each export loaded in the run's dtype
     for seq, out in zip(SEQS, ours.loss_fn_outputs):
-        np.testing.assert_allclose(_hf_logprobs(merged, seq), out["logprobs"].to_numpy(), atol=1e-5)
-        np.testing.assert_allclose(_hf_logprobs(with_adapter, seq), out["logprobs"].to_numpy(), atol=1e-5)
+        for model, peer in zip(exact, peers):
+            assert_close(out["logprobs"].to_numpy(), _hf_logprobs(model, seq), atol=1e-5,
+                         peer=None if peer is None else _hf_logprobs(peer, seq))
 
 
 def test_export_of_unknown_checkpoint_fails_cleanly(tmp_path, capsys):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from backend_helpers import randomize_adapter
 from tinker import types
 
-from backend_helpers import randomize_adapter
 from cookbook.backend.local import sampler
 
 PROMPTS = [[104, 101, 108, 108, 111], [49, 43, 49, 61], [10, 20, 30, 40, 50, 60, 70], [72, 105]]

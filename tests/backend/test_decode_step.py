@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 import transformers
+from backend_helpers import DEVICE, randomize_adapter
 from tinker import types
 
-from backend_helpers import randomize_adapter
 from cookbook.backend.local import Engine, ServiceClient
 from cookbook.backend.local.decode_step import DecodeStep
-from cookbook.backend.local.tiny import tiny_model_dir
+from cookbook.tiny import tiny_model_dir
 
 SMALL = dict(vocab_size=263, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
              num_key_value_heads=2, max_position_embeddings=256, eos_token_id=0, tie_word_embeddings=False)
@@ -32,7 +32,7 @@ PROMPTS = [[104, 101, 108, 108, 111, 32, 119], [49, 43, 49, 61], [10, 20, 30, 40
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
     """An engine of its own, so that these models do not join the shared test engine's."""
-    engine = Engine("cpu", "float32")
+    engine = Engine(str(DEVICE), "float32")  # fp32 tolerances on any device
     yield ServiceClient(engine=engine, checkpoint_root=tmp_path_factory.mktemp("checkpoints"))
     engine.close()
 

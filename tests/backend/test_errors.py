@@ -6,9 +6,9 @@ import math
 
 import pytest
 import torch
+from backend_helpers import make_datum
 from tinker import types
 
-from backend_helpers import make_datum
 from cookbook.backend.local import errors
 
 GOOD = [make_datum([10, 11, 12, 13, 14, 15]), make_datum([20, 21, 22, 23])]
@@ -35,7 +35,8 @@ BAD_TRAINING = [
      lambda tc: tc.forward_backward([_rl(3, advantages=[1.0, 2.0])], "ppo")),
     ("unknown loss", errors.UnknownLossError, lambda tc: tc.forward_backward(GOOD, "cross_entropy_typo")),
     ("missing input", errors.MissingLossInputError,
-     lambda tc: tc.forward_backward([_datum([1, 2], target_tokens=[2, 3], logprobs=[0.0, 0.0])], "importance_sampling")),
+     lambda tc: tc.forward_backward([_datum([1, 2], target_tokens=[2, 3], logprobs=[0.0, 0.0])],
+                                    "importance_sampling")),
     ("missing weights", errors.MissingLossInputError,
      lambda tc: tc.forward_backward([_datum([1, 2], target_tokens=[2, 3])], "cross_entropy")),
     ("token out of vocab", errors.TokenOutOfVocabularyError,
@@ -53,7 +54,8 @@ BAD_TRAINING = [
      lambda tc: tc.forward_backward([_datum([1, 2], target_tokens=[2, 3], weights=[1.0, math.nan])], "cross_entropy")),
     ("inf advantages", errors.NonFiniteInputError,
      lambda tc: tc.forward_backward([_rl(2, advantages=[1.0, math.inf])], "importance_sampling")),
-    ("nan logprobs", errors.NonFiniteInputError, lambda tc: tc.forward_backward([_rl(2, logprobs=[math.nan, 0.0])], "ppo")),
+    ("nan logprobs", errors.NonFiniteInputError,
+     lambda tc: tc.forward_backward([_rl(2, logprobs=[math.nan, 0.0])], "ppo")),
     ("unknown config key", errors.InvalidRequestError,
      lambda tc: tc.forward_backward([_rl(2)], "ppo", {"clip_epsilon": 0.2})),
     ("optimizer kind", errors.OptimizerParamsError,
@@ -82,7 +84,8 @@ def _sampling_bad(sc):
         ("nan temperature", errors.NonFiniteInputError,
          lambda: sc.sample(p, 1, types.SamplingParams(max_tokens=4, temperature=math.nan))),
         ("zero samples", errors.InvalidRequestError, lambda: sc.sample(p, 0, types.SamplingParams(max_tokens=4))),
-        ("bad top_p", errors.InvalidRequestError, lambda: sc.sample(p, 1, types.SamplingParams(max_tokens=4, top_p=0.0))),
+        ("bad top_p", errors.InvalidRequestError,
+         lambda: sc.sample(p, 1, types.SamplingParams(max_tokens=4, top_p=0.0))),
         ("unknown sampler path", errors.CheckpointNotFoundError,
          lambda: sc.service.create_sampling_client(model_path="local://missing/sampler_weights/a")),
         ("unknown state path", errors.CheckpointNotFoundError,
@@ -137,7 +140,7 @@ def test_bad_sampling_requests_raise_and_the_sampler_keeps_working(service):
     params = types.SamplingParams(max_tokens=6, temperature=0.0, stop=[])
     prompt = types.ModelInput.from_ints([7, 8, 9])
     before = sc.sample(prompt, 2, params).result()
-    for label, error, call in _sampling_bad(sc):
+    for _label, error, call in _sampling_bad(sc):
         with pytest.raises(error):
             call()
     after = sc.sample(prompt, 2, params).result()

@@ -5,9 +5,8 @@ from __future__ import annotations
 import time
 
 import torch
-from tinker import types
-
 from backend_helpers import make_datum
+from tinker import types
 
 DATA_A = [make_datum([65, 66, 67, 68, 69, 70])]
 DATA_B = [make_datum([122, 121, 120, 119, 118])]

@@ -11,11 +11,10 @@ import threading
 
 import pytest
 import torch
-
 from backend_helpers import make_datum, randomize_adapter
+
 from cookbook.backend.local import lora
 from cookbook.backend.local import model as model_module
-from cookbook.backend.local.model import checkpoint_decoder_layers
 
 SEQS = [[5, 72, 101, 108, 108, 111, 32, 119, 111, 114, 108, 100], [40, 41, 42], [50 + i for i in range(30)]]
 
@@ -67,7 +66,8 @@ def test_chunked_logprobs_recomputed_on_another_thread(client, monkeypatch):
     expected = _reference(client)
     recomputed = []
     real_checkpoint = model_module.checkpoint
-    monkeypatch.setattr(model_module, "checkpoint", lambda fn, *a, **k: recomputed.append(fn) or real_checkpoint(fn, *a, **k))
+    monkeypatch.setattr(model_module, "checkpoint",
+                        lambda fn, *a, **k: recomputed.append(fn) or real_checkpoint(fn, *a, **k))
     monkeypatch.setattr(model_module, "LOGITS_KEEP_BYTES", 0)  # every chunk's logits are recomputed
     got = client.service.engine.call(lambda: _grads_backward_elsewhere(client.base, client.adapter))
     assert recomputed, "the logits were not recomputed"
@@ -76,10 +76,14 @@ def test_chunked_logprobs_recomputed_on_another_thread(client, monkeypatch):
 
 def test_checkpointed_layers_recomputed_on_another_thread(client, monkeypatch):
     expected = _reference(client)
-    try:
-        client.service.engine.call(lambda: checkpoint_decoder_layers(client.base.model))
-        got = client.service.engine.call(lambda: _grads_backward_elsewhere(client.base, client.adapter))
-    finally:  # the base model is shared with the other tests: unwrap its layers again
-        for layer in client.base.model.get_decoder().layers:
-            layer.__dict__.pop("forward", None)
+    recomputed = []
+    real_checkpoint = model_module.checkpoint
+    monkeypatch.setattr(model_module, "checkpoint",
+                        lambda fn, *a, **k: recomputed.append(fn) or real_checkpoint(fn, *a, **k))
+
+    def run():
+        with client.base.layer_checkpointing(True):
+            return _grads_backward_elsewhere(client.base, client.adapter)
+    got = client.service.engine.call(run)
+    assert len(recomputed) == len(client.base.model.get_decoder().layers), "the decoder layers were not checkpointed"
     _assert_same(got, expected)

@@ -76,7 +76,8 @@ def test_missing_answer_is_wrong():
 def test_graders_from_responses():
     assert grade_math(r"Thus $x = \boxed{\dfrac{\sqrt3}{2}}$.", r"\frac{\sqrt{3}}{2}")
     assert grade_math("The answer is $(3, \\frac{\\pi}{2})$.", r"\left( 3, \frac{\pi}{2} \right)")
-    assert grade_gsm8k("She has 18 dollars left.\n#### 18", "Janet sells 16 - 3 - 4 = <<16-3-4=9>>9 duck eggs.\n#### 18")
+    assert grade_gsm8k("She has 18 dollars left.\n#### 18",
+                       "Janet sells 16 - 3 - 4 = <<16-3-4=9>>9 duck eggs.\n#### 18")
     assert grade_gsm8k("The answer is $1,234.", "1234")
     assert not grade_gsm8k(r"\boxed{19}", "#### 18")
 

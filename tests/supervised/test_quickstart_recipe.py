@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from cookbook.cli import main as cookbook_main
+from recipes.__main__ import main as cookbook_main
 
 
 def test_quickstart_writes_summary_and_run_directory(tmp_path, capsys):

@@ -10,8 +10,8 @@ from pathlib import Path
 import datasets
 import pytest
 
-from cookbook.cli import main as cookbook_main
 from cookbook.recipe_cli import RecipeArgumentError, parse_config
+from recipes.__main__ import main as cookbook_main
 from recipes.sl import chat_sft
 
 REPO = Path(__file__).resolve().parents[2]

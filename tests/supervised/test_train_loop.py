@@ -11,8 +11,9 @@ from safetensors.torch import load_file
 import cookbook
 from cookbook.backend.local import checkpoints
 from cookbook.run_dir import RunDirError
-from cookbook.supervised.data import addition_conversations, conversation_to_datum
+from cookbook.supervised.data import conversation_to_datum
 from cookbook.supervised.train import TrainConfig, train
+from cookbook.tasks import AdditionTask
 from cookbook.tokenizer_utils import get_tokenizer
 from renderers import get_renderer
 
@@ -27,7 +28,7 @@ def service(tmp_path_factory):
 @pytest.fixture(scope="module")
 def data():
     renderer = get_renderer("tiny", get_tokenizer("tiny"))
-    convs = addition_conversations(96, seed=0)
+    convs = AdditionTask().conversations(96, seed=0)
     return [conversation_to_datum(c, renderer, "last_assistant_message") for c in convs]
 
 
@@ -96,7 +97,8 @@ def test_existing_run_directory_policies(service, data, tmp_path):
     again = train(cfg, data[:16], service=service)  # finished: resume does nothing more
     assert again.steps == 2 and len(again.metrics) == 2
     with pytest.raises(RunDirError, match="already holds a run"):
-        train(_config(tmp_path, max_steps=2, save_every=0, eval_every=0, if_exists="refuse"), data[:16], service=service)
+        train(_config(tmp_path, max_steps=2, save_every=0, eval_every=0, if_exists="refuse"), data[:16],
+              service=service)
     with pytest.raises(RunDirError, match="different configuration.*learning_rate"):
         train(_config(tmp_path, max_steps=2, save_every=0, eval_every=0, learning_rate=1.0), data[:16], service=service)
     fresh = train(_config(tmp_path, max_steps=3, num_epochs=2, save_every=0, eval_every=0, if_exists="overwrite"),

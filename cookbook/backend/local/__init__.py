@@ -5,8 +5,9 @@ Modules: ``clients`` (service / training / sampling clients, the public surface)
 base model, chunked log-probabilities), ``lora`` (adapters on a frozen shared base), ``losses``,
 ``sampler`` (batched prefill + KV-cache decoding), ``kv_cache``, ``decode_step`` (the fast
 single-token step for Llama-family models), ``checkpoints``, ``export`` (merged Hugging
-Face model / PEFT adapter), ``validation`` and ``errors``, ``tiny`` (the embedded model).
-Nothing here imports from the rest of ``cookbook``.
+Face model / PEFT adapter), ``validation`` and ``errors``. Of the rest of ``cookbook`` it imports
+only the leaves ``cookbook.tiny`` (the embedded model) and ``cookbook.errors`` (its typed errors are
+user errors). Only ``cookbook.backend`` imports this package (tests and ``bench`` may too).
 """
 
 from .clients import SamplingClient, ServiceClient, TrainingClient

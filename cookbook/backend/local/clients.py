@@ -25,7 +25,8 @@ from .engine import Engine, default_engine
 from .futures import LocalFuture
 from .lora import Adapter, LoraSpec, new_adapter, use_adapters
 from .losses import resolve_config
-from .model import BaseModel, micro_batches
+from .memory import MicroBatch, micro_batches, plan
+from .model import BaseModel
 from .sampler import SampleJob
 
 CustomLossFn = Callable[[list[types.Datum], list[torch.Tensor]], tuple[torch.Tensor, dict[str, float]]]
@@ -113,7 +114,8 @@ class ServiceClient(_ReadyClient):
         directory = checkpoints.resolve(path, self.checkpoint_root)
         info = checkpoints.read_info(directory)
         if with_optimizer and not info.has_optimizer:
-            raise errors.CheckpointNotFoundError(f"{path} holds no optimizer state; use create_training_client_from_state")
+            raise errors.CheckpointNotFoundError(
+                f"{path} holds no optimizer state; use create_training_client_from_state")
         client = self.create_lora_training_client(
             base_model or info.base_model, rank=info.lora.rank, train_mlp=info.lora.train_mlp,
             train_attn=info.lora.train_attn, train_unembed=info.lora.train_unembed,
@@ -175,7 +177,7 @@ class TrainingClient(_ReadyClient):
     # --- forward / backward ---------------------------------------------------------------
     def forward(self, data: Sequence[types.Datum], loss_fn: str,
                 loss_fn_config: Mapping[str, float] | None = None) -> LocalFuture[types.ForwardBackwardOutput]:
-        prepared, spec, cfg = self._prepare(data, loss_fn, loss_fn_config)
+        prepared, spec, cfg = self._prepare(data, loss_fn, loss_fn_config, backward=False)
         return self._engine.submit(lambda: self._builtin_pass(prepared, spec, cfg, backward=False))
 
     def forward_backward(self, data: Sequence[types.Datum], loss_fn: str,
@@ -193,28 +195,45 @@ class TrainingClient(_ReadyClient):
             raise errors.InvalidRequestError("forward_backward_custom needs a callable loss_fn(data, logprobs)")
         prepared = validation.prepare_data(data, required=(), vocab_size=self.base.vocab_size,
                                            max_context=self.base.max_context, multi_target=True)
+        self._check_fits(prepared)
         data = list(data)
         return self._engine.submit(lambda: self._custom_pass(data, prepared, loss_fn))
 
-    def _prepare(self, data, loss_fn, loss_fn_config):
+    def _prepare(self, data, loss_fn, loss_fn_config, backward: bool = True):
         spec = validation.loss_spec(loss_fn, loss_fn_config)
         prepared = validation.prepare_data(data, required=spec.inputs, vocab_size=self.base.vocab_size,
                                            max_context=self.base.max_context, multi_target=spec.multi_target)
+        if backward:
+            self._check_fits(prepared)
         return prepared, spec, resolve_config(spec, loss_fn_config)
 
-    def _batches(self, prepared: list[validation.PreparedDatum]) -> list[list[int]]:
-        return micro_batches([len(p.tokens) for p in prepared], self._engine.train_token_budget)
+    def _check_fits(self, prepared: list[validation.PreparedDatum]) -> None:
+        """Reject, at submission, a sequence too long for the free memory even with checkpointing."""
+        self.base.train_budget(self._engine.train_token_budget).check([len(p.tokens) for p in prepared])
 
-    def _logprobs(self, prepared, idx: list[int]) -> list[torch.Tensor]:
-        return self.base.sequence_logprobs([prepared[i].tokens for i in idx], [prepared[i].targets for i in idx])
+    def _batches(self, prepared: list[validation.PreparedDatum], backward: bool = True) -> list[MicroBatch]:
+        """Micro-batches of at most the engine's token cap; with ``backward``, also what fits the memory
+        free when the pass runs (checked again: it may have shrunk since submission)."""
+        lengths = [len(p.tokens) for p in prepared]
+        if not backward:  # nothing is kept for a backward pass: only the cap applies
+            return [MicroBatch(b, False) for b in micro_batches(lengths, self._engine.train_token_budget)]
+        budget = self.base.train_budget(self._engine.train_token_budget)
+        budget.check(lengths)
+        return plan(lengths, budget)
+
+    def _logprobs(self, prepared, batch: MicroBatch) -> list[torch.Tensor]:
+        idx = batch.indices
+        with self.base.layer_checkpointing(batch.checkpointed):
+            return self.base.sequence_logprobs([prepared[i].tokens for i in idx], [prepared[i].targets for i in idx])
 
     def _builtin_pass(self, prepared, spec, cfg, backward: bool) -> types.ForwardBackwardOutput:
         logprobs: list[torch.Tensor | None] = [None] * len(prepared)
         total = 0.0
         grads = [torch.zeros_like(p) for p in self._params] if backward else []
         with use_adapters(self.adapter), torch.set_grad_enabled(backward):
-            for idx in self._batches(prepared):
-                lps = self._logprobs(prepared, idx)
+            for batch in self._batches(prepared, backward):
+                idx = batch.indices
+                lps = self._logprobs(prepared, batch)
                 loss = sum(spec.fn(lp, {k: v.to(lp.device) for k, v in prepared[i].inputs.items()}, cfg)
                            for i, lp in zip(idx, lps))
                 if backward:
@@ -231,8 +250,8 @@ class TrainingClient(_ReadyClient):
     def _custom_pass(self, data, prepared, loss_fn: CustomLossFn) -> types.ForwardBackwardOutput:
         logprobs: list[torch.Tensor | None] = [None] * len(prepared)
         with use_adapters(self.adapter), torch.enable_grad():
-            for idx in self._batches(prepared):
-                for i, lp in zip(idx, self._logprobs(prepared, idx)):
+            for batch in self._batches(prepared):
+                for i, lp in zip(batch.indices, self._logprobs(prepared, batch)):
                     logprobs[i] = lp
             loss, metrics = loss_fn(data, logprobs)
             if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
@@ -256,7 +275,8 @@ class TrainingClient(_ReadyClient):
             raise errors.OptimizerParamsError("optim_step needs exactly one of optim_params / adam_params")
         if not isinstance(params, types.AdamParams):
             raise errors.OptimizerParamsError(
-                f"this client's optimizer is AdamW; optim_step needs tinker.types.AdamParams, got {type(params).__name__}")
+                "this client's optimizer is AdamW; optim_step needs tinker.types.AdamParams, "
+                f"got {type(params).__name__}")
         values = params.model_dump()
         for key in ("learning_rate", "beta1", "beta2", "eps", "weight_decay", "grad_clip_norm"):
             if not np.isfinite(values[key]) or values[key] < 0:
@@ -267,7 +287,8 @@ class TrainingClient(_ReadyClient):
 
     def _step(self, params: types.AdamParams) -> types.OptimStepResponse:
         grads = [p.grad for p in self._params if p.grad is not None]
-        norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))) if grads else 0.0
+        norms = [torch.linalg.vector_norm(g) for g in grads]
+        norm = float(torch.linalg.vector_norm(torch.stack(norms))) if grads else 0.0
         if params.grad_clip_norm > 0 and grads:
             torch.nn.utils.clip_grad_norm_(self._params, params.grad_clip_norm)
         for group in self._optimizer.param_groups:

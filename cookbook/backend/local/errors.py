@@ -2,12 +2,15 @@
 
 Every error is raised when the request is submitted, before anything is queued, so a rejected
 request never touches gradients, weights or optimizer state and the client stays usable.
+They are user errors (:class:`cookbook.errors.UserError`): the command line reports them in one line.
 """
 
 from __future__ import annotations
 
+from cookbook import errors as user_errors
 
-class LocalBackendError(Exception):
+
+class LocalBackendError(user_errors.UserError):
     """Base class of every error the local backend raises on purpose."""
 
 
@@ -53,3 +56,11 @@ class OptimizerParamsError(LocalBackendError, TypeError):
 
 class ModelMismatchError(InvalidRequestError):
     """A checkpoint was made for a different base model or LoRA configuration."""
+
+
+class ModelLoadError(LocalBackendError, user_errors.ModelLoadError):
+    """The base model cannot be loaded (unknown id, hub unreachable, not a model directory)."""
+
+
+class OutOfMemoryError(InvalidRequestError):
+    """A sequence needs more activation memory than the device has free, even with checkpointing."""

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Generator
 from concurrent.futures import Future
-from typing import Any, Generator, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from tinker import APIFuture
 

@@ -6,18 +6,20 @@ weights live here, the LoRA adapters live with their clients.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 
 import torch
 import transformers
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from . import lora
+from cookbook.tiny import TINY_NAME, tiny_model_dir
+
+from . import errors, lora, memory
 from .decode_step import DecodeStep
-from .tiny import TINY_NAME, tiny_model_dir
 
 transformers.utils.logging.disable_progress_bar()
 
@@ -43,9 +45,12 @@ def resolve_device(device: str | None) -> torch.device:
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """``None`` -> ``$COOKBOOK_DTYPE`` if set, else bf16 on CUDA and fp32 elsewhere."""
     if isinstance(dtype, torch.dtype):
         return dtype
-    if dtype in (None, "auto"):
+    if dtype is None:
+        dtype = os.environ.get("COOKBOOK_DTYPE") or "auto"
+    if dtype == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
             "float16": torch.float16, "fp16": torch.float16}[str(dtype)]
@@ -67,18 +72,25 @@ class BaseModel:
     device: torch.device
     dtype: torch.dtype
     decode_step: DecodeStep | None = None  # fast single-token step (None: decode with the model's forward)
+    checkpointing: "_Switch" = field(default_factory=lambda: _Switch(on=False))  # recompute decoder layers in backward
+    always_checkpoint: bool = False  # the engine asked for activation checkpointing on every pass
+    checkpointable: bool = False  # the decoder layers can be recomputed (Llama-style ``layers`` list)
 
     @classmethod
     def load(cls, base_model: str, device: torch.device, dtype: torch.dtype, *,
              activation_checkpointing: bool = False) -> "BaseModel":
         location = model_location(base_model)
-        tokenizer = transformers.AutoTokenizer.from_pretrained(location)
-        model = transformers.AutoModelForCausalLM.from_pretrained(location, dtype=dtype, attn_implementation="sdpa")
+        try:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(location)
+            model = transformers.AutoModelForCausalLM.from_pretrained(location, dtype=dtype, attn_implementation="sdpa")
+        except (OSError, ValueError) as exc:  # unknown id, hub unreachable, not a model directory
+            raise errors.ModelLoadError.for_model(base_model, exc) from exc
         model.to(device).eval()
         lora.wrap_model(model)
-        if activation_checkpointing:
-            checkpoint_decoder_layers(model)
-        return cls(base_model, location, model, tokenizer, device, dtype, DecodeStep.for_model(model))
+        switch = _Switch(on=activation_checkpointing)
+        checkpointable = checkpoint_decoder_layers(model, switch)
+        return cls(base_model, location, model, tokenizer, device, dtype, DecodeStep.for_model(model),
+                   switch, always_checkpoint=activation_checkpointing, checkpointable=checkpointable)
 
     @property
     def vocab_size(self) -> int:
@@ -96,6 +108,25 @@ class BaseModel:
         if eos is None:
             return []
         return list(eos) if isinstance(eos, (list, tuple)) else [int(eos)]
+
+    def activation_cost(self) -> memory.ActivationCost:
+        logits = 2 * LOGITS_KEEP_BYTES + 4 * LOGITS_CHUNK_BYTES  # kept chunks, or one recomputed chunk
+        return memory.activation_cost(self.model.config, self.dtype, logits_bytes=logits,
+                                      checkpointing_supported=self.checkpointable)
+
+    def train_budget(self, cap_tokens: int) -> memory.Budget:
+        """How many padded tokens a training micro-batch may hold now (free memory, model size, cap)."""
+        return memory.Budget.of(self.activation_cost(), memory.free_memory(self.device), cap_tokens,
+                                self.always_checkpoint)
+
+    @contextlib.contextmanager
+    def layer_checkpointing(self, on: bool) -> Iterator[None]:
+        """Recompute decoder layers in backward for the passes run inside (always on if the engine asks)."""
+        previous, self.checkpointing.on = self.checkpointing.on, on or self.always_checkpoint
+        try:
+            yield
+        finally:
+            self.checkpointing.on = previous
 
     @property
     def body(self) -> nn.Module:
@@ -159,39 +190,31 @@ class BaseModel:
         return torch.cat(values), torch.cat(ids)
 
 
-def checkpoint_decoder_layers(model: nn.Module) -> None:
-    """Recompute each decoder layer in backward (only when gradients are being computed).
+@dataclass
+class _Switch:
+    on: bool = True
 
-    The layers' ``forward`` is wrapped in place, so module names, and with them LoRA adapter and
-    checkpoint keys, stay the same with and without checkpointing.
+
+def checkpoint_decoder_layers(model: nn.Module, switch: _Switch | None = None) -> bool:
+    """Make each decoder layer recompute its activations in backward while ``switch.on`` (default: always).
+
+    Applies only when gradients are being computed. The layers' ``forward`` is wrapped in place, so
+    module names, and with them LoRA adapter and checkpoint keys, stay the same with and without
+    checkpointing. Returns False (and changes nothing) for a model without a decoder layers list.
     """
     layers = getattr(model.get_decoder(), "layers", None)
     if layers is None:
-        raise ValueError(f"activation checkpointing: {type(model).__name__} has no decoder layers list")
+        if switch is not None and switch.on:
+            raise ValueError(f"activation checkpointing: {type(model).__name__} has no decoder layers list")
+        return False
+    switch = switch or _Switch()
     for layer in layers:
         inner = layer.forward
 
         def forward(*args, _inner=inner, **kwargs):
-            if torch.is_grad_enabled():
+            if switch.on and torch.is_grad_enabled():
                 return checkpoint(lora.keep_routing(_inner), *args, use_reentrant=False, **kwargs)
             return _inner(*args, **kwargs)
 
         layer.forward = forward
-
-
-def micro_batches(lengths: Sequence[int], token_budget: int) -> list[list[int]]:
-    """Group datum indices into micro-batches of similar length whose padded size fits the budget.
-
-    Sorting by length keeps padding waste small; order inside the result is by length.
-    """
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    batches: list[list[int]] = []
-    current: list[int] = []
-    for i in order:
-        if current and lengths[i] * (len(current) + 1) > token_budget:
-            batches.append(current)
-            current = []
-        current.append(i)
-    if current:
-        batches.append(current)
-    return batches
+    return True

@@ -28,7 +28,6 @@ from .kv_cache import preallocated_cache
 from .lora import Adapter, use_adapters
 from .model import BaseModel
 
-
 KV_PREALLOCATE_MAX = 1024  # new-token positions reserved up front; the cache doubles beyond that
 # Once at least this fraction of the rows in the decode batch have finished, they are dropped
 # from it (KV cache included): later steps compute only the rows still generating.
@@ -244,14 +243,15 @@ def sample_batch(model: BaseModel, jobs: Sequence[SampleJob]) -> list[types.Samp
                 hidden = step_fn(choice, next_pos, cache, attn_mask[..., : width + step + 1] if padded else None)
             else:
                 mask[:, width + step] = 1
-                out = model.body(input_ids=choice[:, None], attention_mask=mask[:, : width + step + 1] if padded else None,
+                out = model.body(input_ids=choice[:, None],
+                                 attention_mask=mask[:, : width + step + 1] if padded else None,
                                  position_ids=next_pos, past_key_values=cache, use_cache=True)
                 cache, hidden = out.past_key_values, out.last_hidden_state[:, -1]
             logits = model.lm_head(hidden).float()
             next_pos = next_pos + 1
 
     responses = []
-    for job, rs, extra in zip(jobs, job_rows, extras):
+    for _job, rs, extra in zip(jobs, job_rows, extras):
         seqs = [
             types.SampledSequence(
                 stop_reason=stop_reason[r],

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -33,7 +33,8 @@ def check_tokens(tokens: Sequence[int] | np.ndarray, vocab_size: int, *, what: s
     arr = np.asarray(tokens)
     if arr.size and (arr.min() < 0 or arr.max() >= vocab_size):
         bad = int(arr[(arr < 0) | (arr >= vocab_size)].flat[0])
-        raise errors.TokenOutOfVocabularyError(f"{what} contains token id {bad}, outside the vocabulary [0, {vocab_size})")
+        raise errors.TokenOutOfVocabularyError(
+            f"{what} contains token id {bad}, outside the vocabulary [0, {vocab_size})")
 
 
 def check_context(length: int, max_context: int, *, what: str) -> None:
@@ -112,7 +113,8 @@ def sampling_request(
 ) -> tuple[list[int], int]:
     """Validate a sample request; returns the prompt tokens and the effective max_tokens."""
     if not isinstance(params, types.SamplingParams):
-        raise errors.InvalidRequestError(f"sampling_params must be a tinker.types.SamplingParams, got {type(params).__name__}")
+        raise errors.InvalidRequestError(
+            f"sampling_params must be a tinker.types.SamplingParams, got {type(params).__name__}")
     tokens = model_input_tokens(prompt, what="prompt")
     check_tokens(tokens, vocab_size, what="prompt")
     if not isinstance(num_samples, int) or num_samples < 1:

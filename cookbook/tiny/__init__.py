@@ -1,13 +1,17 @@
 """The embedded ``tiny`` model: a small Qwen3-architecture model with a byte-level tokenizer.
 
-It is built deterministically (fixed seed, config shipped in ``tiny_config.json``), saved once in
-Hugging Face format to a cache directory, and then loaded through ``from_pretrained`` exactly
+It is built deterministically (fixed seed, config shipped as package data in ``config.json``), saved
+once in Hugging Face format to a cache directory, and then loaded through ``from_pretrained`` exactly
 like any real model. Its weights are random: the recipes teach it.
+
+A leaf: imports nothing of ours. The local backend (to load the model) and
+``cookbook.tokenizer_utils`` (to build the tokenizer without a client) both import it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import json
 import os
 import shutil
@@ -19,7 +23,7 @@ import transformers
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
 TINY_NAME = "tiny"
-_CONFIG_FILE = Path(__file__).with_name("tiny_config.json")
+_CONFIG_FILE = importlib.resources.files(__name__) / "config.json"
 _FORMAT_VERSION = "1"  # bump when the build below changes
 
 SPECIAL_TOKENS = [

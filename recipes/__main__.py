@@ -1,9 +1,14 @@
-"""The ``cookbook`` command line.
+"""The ``cookbook`` command (also ``python -m recipes``).
 
     cookbook quickstart [key=value ...]             train tiny on addition, report accuracy
     cookbook run sl/chat_sft [key=value ...]        run a recipe (recipes/<group>/<name>.py)
     cookbook export CHECKPOINT --merged OUT_DIR     merged Hugging Face model
     cookbook export CHECKPOINT --peft OUT_DIR       PEFT LoRA adapter
+    cookbook serve-tinker [port=8000 ...]           the local backend behind the Tinker HTTP API
+
+A user error (bad option, bad data line, missing file, a model that cannot be loaded, an unknown
+checkpoint) prints ``error: <one line>`` and exits with status 2; ``--debug`` anywhere on the
+command line, or ``COOKBOOK_DEBUG=1``, shows its traceback instead.
 """
 
 from __future__ import annotations
@@ -13,23 +18,12 @@ import importlib
 import pkgutil
 import sys
 
-
-def _export(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from cookbook.backend.local.export import export_merged, export_peft
-
-    root = Path(args.checkpoint_root) if args.checkpoint_root else None
-    if args.merged:
-        print(f"merged model written to {export_merged(args.checkpoint, args.merged, root=root)}")
-    if args.peft:
-        print(f"PEFT adapter written to {export_peft(args.checkpoint, args.peft, root=root)}")
-    return 0
+import recipes
+from cookbook.backend import export_checkpoint
+from cookbook.recipe_cli import report_user_errors, run_recipe, split_debug
 
 
 def recipe_names() -> list[str]:
-    import recipes
-
     names = []
     for group in pkgutil.iter_modules(recipes.__path__):
         if group.ispkg:
@@ -38,23 +32,33 @@ def recipe_names() -> list[str]:
     return sorted(names)
 
 
-def run(name: str, argv: list[str]) -> int:
+def run(name: str, argv: list[str], *, debug: bool = False) -> int:
     """``cookbook run <group>/<recipe> key=value ...``: the recipe module's Config and main."""
-    from cookbook.recipe_cli import run_recipe
-
     group, _, recipe = name.partition("/")
     if name not in recipe_names():
         print(f"error: unknown recipe {name!r}; available: {', '.join(recipe_names())}", file=sys.stderr)
         return 2
     module = importlib.import_module(f"recipes.{group}.{recipe}")
-    return run_recipe(module.Config, module.main, argv, group=group)
+    return run_recipe(module.Config, module.main, argv, group=group, debug=debug)
+
+
+def _export(args: argparse.Namespace) -> int:
+    written = export_checkpoint(args.checkpoint, merged=args.merged, peft=args.peft,
+                                checkpoint_root=args.checkpoint_root)
+    for kind, label in (("merged", "merged model"), ("peft", "PEFT adapter")):
+        if kind in written:
+            print(f"{label} written to {written[kind]}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cookbook", description="Post-training recipes over the Tinker primitives.")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of user errors (or COOKBOOK_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("quickstart", help="train the tiny model on addition and report accuracy (cookbook quickstart --help)")
+    sub.add_parser("quickstart",
+                   help="train the tiny model on addition and report accuracy (cookbook quickstart --help)")
     sub.add_parser("run", help="run a recipe: cookbook run sl/chat_sft key=value ... (--help for its options)")
+    sub.add_parser("serve-tinker", help="serve the local backend for the official tinker SDK (--help for options)")
     export = sub.add_parser("export", help="export a local checkpoint as a merged HF model and/or a PEFT adapter")
     export.add_argument("checkpoint", help="local://<run>/<kind>/<name> or a checkpoint directory")
     export.add_argument("--merged", metavar="OUT_DIR", help="write a merged Hugging Face model here")
@@ -65,23 +69,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    argv, debug = split_debug(sys.argv[1:] if argv is None else list(argv))
     if argv[:1] == ["quickstart"]:
-        return run("sl/quickstart", argv[1:])
+        return run("sl/quickstart", argv[1:], debug=debug)
+    if argv[:1] == ["serve-tinker"]:
+        from cookbook.backend.tinker_server import main as serve_tinker  # imports the web framework
+
+        return report_user_errors(lambda: serve_tinker(argv[1:]), debug=debug)
     if argv[:1] == ["run"]:
         if len(argv) < 2 or argv[1].startswith("-"):
             print(f"usage: cookbook run <recipe> [key=value ...]; recipes: {', '.join(recipe_names())}")
             return 0 if argv[1:2] in (["--help"], ["-h"]) else 2
-        return run(argv[1], argv[2:])
+        return run(argv[1], argv[2:], debug=debug)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "export" and not (args.merged or args.peft):
         parser.error("export needs --merged OUT_DIR and/or --peft OUT_DIR")
-    try:
-        return args.func(args)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return report_user_errors(lambda: args.func(args), debug=debug)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,153 @@
+"""Micro-batch planning for ``forward_backward``: what fits in the device's free memory.
+
+A training pass keeps, for every token of a micro-batch, the activations its backward needs: a
+few hidden-size vectors, the attention projections and the MLP's intermediate vectors of each
+decoder layer. :func:`activation_cost` estimates those bytes per token from the model's config
+(checked against the tensors autograd really saves, in tests/backend/test_memory_plan.py). With
+decoder layers recomputed in backward (activation checkpointing) a token keeps only each layer's
+input, plus one layer's activations while that layer is recomputed.
+
+:func:`plan` splits a batch into length-sorted micro-batches whose padded size fits both the
+engine's token cap (a speed setting) and the free memory; sequences too long to fit without
+checkpointing get their own micro-batches with checkpointing on. A sequence that does not fit even
+then is rejected when the request is submitted (:class:`errors.OutOfMemoryError`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from . import errors
+
+# Use at most this fraction of the free memory for one micro-batch's activations: the allocator
+# fragments, and backward needs transient buffers of its own.
+HEADROOM = 0.7
+
+
+@dataclass(frozen=True)
+class ActivationCost:
+    per_token: int  # bytes kept for backward per token, every layer's activations
+    per_token_checkpointed: int | None  # the same with decoder layers recomputed (None: not supported)
+    reserve: int  # bytes independent of the micro-batch's size (logit chunks and the like)
+
+
+@dataclass(frozen=True)
+class MicroBatch:
+    indices: list[int]
+    checkpointed: bool
+
+
+def activation_cost(config, dtype: torch.dtype, *, logits_bytes: int, checkpointing_supported: bool) -> ActivationCost:
+    """Bytes per token that a Llama-family decoder keeps for backward (a conservative estimate).
+
+    Per layer: the inputs and outputs of the two norms and the residual stream (~6 hidden vectors),
+    queries before and after their norm and rotary, the attention output (4 query widths), keys and
+    values in the same steps (4 key/value widths), and the MLP's gate, up, activation and product
+    plus the down projection's input (5 intermediate widths).
+    """
+    hidden = _field(config, "hidden_size", "n_embd", "d_model")
+    layers = _field(config, "num_hidden_layers", "n_layer", "num_layers")
+    heads = _field(config, "num_attention_heads", "n_head")
+    intermediate = getattr(config, "intermediate_size", None) or getattr(config, "n_inner", None) or 4 * hidden
+    head_dim = getattr(config, "head_dim", None) or hidden // heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    per_layer = 6 * hidden + 4 * heads * head_dim + 4 * kv_heads * head_dim + 5 * intermediate
+    size = dtype.itemsize
+    full = (layers * per_layer + hidden) * size
+    checkpointed = ((layers + 1) * hidden + per_layer) * size if checkpointing_supported else None
+    return ActivationCost(full, checkpointed, logits_bytes)
+
+
+def _field(config, *names: str) -> int:
+    for name in names:
+        value = getattr(config, name, None)
+        if value:
+            return int(value)
+    raise ValueError(f"{type(config).__name__} has none of {names}: cannot estimate activation memory")
+
+
+def free_memory(device: torch.device) -> int:
+    """Bytes that a new allocation on ``device`` can use now."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        # memory this process's caching allocator holds but does not use is free for us too
+        return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Padded tokens one micro-batch may hold, without and with checkpointing (0: nothing fits)."""
+
+    tokens: int
+    tokens_checkpointed: int
+    always_checkpoint: bool
+    cost: ActivationCost
+    free_bytes: int
+
+    @classmethod
+    def of(cls, cost: ActivationCost, free_bytes: int, cap_tokens: int, always_checkpoint: bool) -> "Budget":
+        usable = max(0, int(free_bytes * HEADROOM) - cost.reserve)
+        checkpointed = usable // cost.per_token_checkpointed if cost.per_token_checkpointed else 0
+        full = 0 if always_checkpoint else usable // cost.per_token
+        return cls(min(cap_tokens, full), min(cap_tokens, checkpointed), always_checkpoint, cost, free_bytes)
+
+    @property
+    def longest(self) -> int:
+        return max(self.tokens, self.tokens_checkpointed)
+
+    def check(self, lengths: Sequence[int]) -> None:
+        """Reject a batch with a sequence that no micro-batch can hold (before any state changes)."""
+        too_long = [(i, n) for i, n in enumerate(lengths) if n > self.longest]
+        if too_long:
+            i, n = max(too_long, key=lambda x: x[1])
+            per_token = self.cost.per_token_checkpointed or self.cost.per_token
+            raise errors.OutOfMemoryError(
+                f"data[{i}] has {n} tokens; about {_gib(n * per_token + self.cost.reserve)} of activation memory "
+                f"would be needed even with activation checkpointing, {_gib(self.free_bytes)} is free "
+                f"(at most {self.longest} tokens fit): shorten or split the sequence, or free device memory")
+
+
+def plan(lengths: Sequence[int], budget: Budget) -> list[MicroBatch]:
+    """Length-sorted micro-batches that fit ``budget``; long sequences get checkpointed ones."""
+    if budget.always_checkpoint:
+        return [MicroBatch(b, True) for b in micro_batches(lengths, budget.tokens_checkpointed)]
+    short = [i for i, n in enumerate(lengths) if n <= budget.tokens]
+    long = [i for i, n in enumerate(lengths) if n > budget.tokens]
+    out = [MicroBatch([short[j] for j in b], False) for b in micro_batches([lengths[i] for i in short], budget.tokens)]
+    out += [MicroBatch([long[j] for j in b], True)
+            for b in micro_batches([lengths[i] for i in long], budget.tokens_checkpointed)]
+    return out
+
+
+def micro_batches(lengths: Sequence[int], token_budget: int) -> list[list[int]]:
+    """Group indices into micro-batches of similar length whose padded size fits the budget.
+
+    Sorting by length keeps padding waste small; order inside the result is by length.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        if current and lengths[i] * (len(current) + 1) > token_budget:
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB"

@@ -1,0 +1,57 @@
+"""Resumable training runs: the training client a run starts or resumes with, and its checkpoints.
+
+Every loop resumes the same way: the last record with a ``state_path`` in the run directory's
+``checkpoints.jsonl`` is loaded with its optimizer state (so the continued run ends with the same
+weights as an uninterrupted one), metrics of the steps that will run again are dropped, and a run
+with a ``final`` checkpoint is not trained again.
+
+May import ``cookbook.primitives`` and ``cookbook.run_dir``.
+"""
+
+from __future__ import annotations
+
+from cookbook.primitives import ServiceClient, TrainingClient, ready
+from cookbook.run_dir import CheckpointRecord, RunDir
+
+
+def start_or_resume(run: RunDir, service: ServiceClient, *, base_model: str, lora_rank: int,
+                    seed: int, init_from: str | None = None) -> tuple[TrainingClient, int]:
+    """(training client, steps already done): the last checkpoint's weights and optimizer when the run
+    has one; otherwise a fresh LoRA client, or ``init_from``'s weights with a fresh optimizer."""
+    last = run.last_checkpoint()
+    if last is None:
+        if init_from:
+            client = ready(service.create_training_client_from_state(init_from))
+        else:
+            client = ready(service.create_lora_training_client(base_model=base_model, rank=lora_rank, seed=seed))
+        run.truncate_metrics(0)
+        return client, 0
+    client = ready(service.create_training_client_from_state_with_optimizer(last.state_path))
+    run.truncate_metrics(last.step)
+    run.logger.info("resuming from %s at step %d", last.state_path, last.step)
+    return client, last.step
+
+
+def finished(run: RunDir, service: ServiceClient) -> tuple[TrainingClient | None, CheckpointRecord]:
+    """A finished run's final checkpoint and a training client with its last saved weights."""
+    run.logger.info("run already finished; nothing to do")
+    last = run.last_checkpoint()
+    client = ready(service.create_training_client_from_state(last.state_path)) if last else None
+    return client, [r for r in run.checkpoints() if r.final][-1]
+
+
+def save_checkpoint(run: RunDir, training_client: TrainingClient, steps_done: int) -> CheckpointRecord:
+    """A resumable checkpoint (weights and optimizer state) after ``steps_done`` steps."""
+    name = f"step_{steps_done:06d}"
+    record = CheckpointRecord(name, steps_done, training_client.save_state(name).result().path, None)
+    run.record_checkpoint(record)
+    return record
+
+
+def save_final(run: RunDir, training_client: TrainingClient, steps_done: int) -> CheckpointRecord:
+    """The ``final`` checkpoint: resumable state plus sampler weights; marks the run finished."""
+    state = training_client.save_state("final").result().path
+    sampler = training_client.save_weights_for_sampler("final").result().path
+    record = CheckpointRecord("final", steps_done, state, sampler, final=True)
+    run.record_checkpoint(record)
+    return record
