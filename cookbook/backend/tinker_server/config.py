@@ -1,0 +1,60 @@
+"""The server's settings."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from cookbook.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Settings of ``cookbook serve-tinker`` (every field is a ``key=value`` option of the command).
+
+    ``allowed_keys`` empty means: accept any ``X-API-Key`` that starts with ``tml-`` (the SDK
+    refuses other keys anyway), which is allowed only while the server listens on a loopback
+    address; a server reachable from other machines needs explicit keys.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    allowed_keys: tuple[str, ...] = ()
+    max_request_bytes: int = 64 * 2**20  # larger bodies get 413; forward_backward chunks are sized to fit
+    long_poll_s: float = 30.0  # how long retrieve_future holds an unfinished request before "try_again"
+    future_ttl_s: float = 3600.0  # how long an unfetched result is kept
+    session_timeout_s: float = 1800.0  # a session with no request or heartbeat for this long is closed
+    fwdbwd_max_chunk_len: int = 1024  # datums per forward_backward request the SDK sends (it splits larger calls)
+    max_pending_samples: int = 4096  # sample requests in flight before asample answers 429 (the SDK backs off)
+    max_seq_ahead: int = 100_000  # how far past a model's next seq_id a request may arrive
+    device: str | None = None  # the local backend's device/dtype/checkpoint root (None: its defaults)
+    dtype: str | None = None
+    checkpoint_root: str | None = None
+    threads: int = 32  # threads that submit to the backend (model creation and snapshots block one each)
+    log_level: str = "info"
+
+    @property
+    def loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    def check(self) -> ServerConfig:
+        """Raise :class:`ConfigError` for settings the server refuses to start with; return self."""
+        if not self.allowed_keys and not self.loopback:
+            raise ConfigError(f"host={self.host} is reachable from other machines: give allowed_keys=... (or "
+                              "allowed_keys_file=...) or listen on 127.0.0.1")
+        if not 0 <= self.port < 65536:
+            raise ConfigError(f"port must be in 0..65535, got {self.port}")
+        for name in ("max_request_bytes", "fwdbwd_max_chunk_len", "max_pending_samples", "max_seq_ahead", "threads"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("long_poll_s", "future_ttl_s", "session_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        if any(not k for k in self.allowed_keys):
+            raise ConfigError("allowed_keys holds an empty key")
+        return self

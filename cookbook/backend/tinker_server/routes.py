@@ -1,0 +1,355 @@
+"""The endpoints of the Tinker HTTP protocol as the SDK 0.38 speaks it, over :class:`ServerState`.
+
+JSON bodies are parsed with the SDK's own pydantic request types; ``forward_backward`` takes a
+protobuf body (:mod:`.wire`). Requests the SDK treats as asynchronous answer ``{"request_id", ...}``
+at once and their result comes from ``retrieve_future``; training requests are queued on their
+model in ``seq_id`` order (:mod:`.state`). Every call into the local backend goes through its
+public client methods (``forward_backward``, ``optim_step``, ``save_state``, ``sample``, ...).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from typing import Any, TypeVar
+
+import pydantic
+import zstandard
+from fastapi import APIRouter, Request, Response
+from tinker import types
+
+from . import paths, wire
+from .errors import BadRequest, ErrorRoute, Gone, NotFound, PayloadTooLarge, Unsupported, UnsupportedMediaType
+from .jobs import Job, Reply
+from .state import ServerState, model_id_of
+
+M = TypeVar("M", bound=pydantic.BaseModel)
+router = APIRouter(prefix="/api/v1", route_class=ErrorRoute)
+
+
+def _state(request: Request) -> ServerState:
+    return request.app.state.server
+
+
+async def _parse(request: Request, model: type[M]) -> M:
+    """The JSON body validated as ``model`` (400 with the reason when it is not one)."""
+    body = await request.body()
+    try:
+        value = json.loads(body) if body.strip() else {}
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"malformed JSON body: {exc}") from exc
+    if not isinstance(value, dict):
+        raise BadRequest(f"the JSON body must be an object, got {type(value).__name__}")
+    try:
+        return model.model_validate(value)
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
+        raise BadRequest(f"invalid {model.__name__}: {problems}") from exc
+
+
+def _accepted(job: Job, **extra: Any) -> dict[str, Any]:
+    """The submit reply of an asynchronous request (an ``UntypedAPIFuture``)."""
+    return {"request_id": job.request_id, **extra}
+
+
+def _check_optimizer(config: Any) -> None:
+    kind = getattr(config, "type", "adamw")
+    if kind != "adamw":
+        raise Unsupported(f"optimizer {kind!r} is not supported by this server (only adamw)")
+
+
+# --- service, sessions, telemetry -------------------------------------------------------------
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.post("/client/config")
+async def client_config(request: Request) -> dict[str, Any]:
+    """Feature flags (``ClientConfigResponse``): plain API keys, protobuf fwd/bwd sized to the body limit."""
+    config = _state(request).config
+    return {
+        "pjwt_auth_enabled": False,
+        "parallel_fwdbwd_chunks": True,
+        "proto_compress_fwdbwd": False,
+        "fwdbwd_max_chunk_len": config.fwdbwd_max_chunk_len,
+        "fwdbwd_max_chunk_bytes_count": min(5_000_000, config.max_request_bytes // 2),
+        "sample_max_concurrent_requests": config.max_pending_samples,
+        "sample_use_retrieve_futures": False,
+        "custom_loss_server_side": False,
+        "sample_join_sampling_session": False,
+    }
+
+
+@router.post("/client/dynamic_config")
+async def client_dynamic_config() -> dict[str, Any]:
+    return {"refresh_interval_sec": 300, "sample_cancel_enabled": False}
+
+
+@router.get("/get_server_capabilities")
+async def get_server_capabilities(request: Request) -> dict[str, Any]:
+    return _state(request).service.get_server_capabilities().model_dump(mode="json", exclude_none=True)
+
+
+@router.post("/create_session")
+async def create_session(request: Request) -> dict[str, Any]:
+    await _parse(request, types.CreateSessionRequest)
+    return {"type": "create_session", "session_id": _state(request).create_session()}
+
+
+@router.post("/session_heartbeat")
+async def session_heartbeat(request: Request) -> dict[str, Any]:
+    req = await _parse(request, types.SessionHeartbeatRequest)
+    _state(request).session(req.session_id)
+    return {"type": "session_heartbeat"}
+
+
+@router.post("/sessions/{session_id}/finish")
+async def finish_session(session_id: str, request: Request) -> dict[str, Any]:
+    state = _state(request)
+    try:
+        state.session(session_id)
+    except Gone:  # already ended (timed out, or finished before): finishing again is fine
+        return {}
+    state.end_session(session_id, "finished by the client")
+    return {}
+
+
+@router.post("/telemetry")
+async def telemetry() -> dict[str, str]:
+    return {"status": "accepted"}  # accepted and dropped
+
+
+@router.post("/cancel_future")
+async def cancel_future() -> dict[str, Any]:
+    return {}  # not advertised (sample_cancel_enabled is false); a sample that was asked for still runs
+
+
+# --- futures ----------------------------------------------------------------------------------
+
+@router.post("/retrieve_future")
+async def retrieve_future(request: Request) -> Any:
+    """The request's result, or ``try_again`` after holding the call for up to ``long_poll_s``."""
+    state = _state(request)
+    req = await _parse(request, types.FutureRetrieveRequest)
+    job = state.jobs.get(req.request_id)
+    if job is None:
+        raise NotFound(f"unknown request_id {req.request_id!r} (never issued, or its result expired)")
+    reply = await state.jobs.wait(job, state.config.long_poll_s)
+    if reply is None:
+        return {"type": "try_again", "request_id": req.request_id, "queue_state": "active"}
+    return Response(reply.body, media_type=reply.media_type)
+
+
+# --- training ---------------------------------------------------------------------------------
+
+@router.post("/create_model")
+async def create_model(request: Request) -> dict[str, Any]:
+    state = _state(request)
+    req = await _parse(request, types.CreateModelRequest)
+    model_id = model_id_of(req.session_id, req.model_seq_id)
+
+    def create(_: Any) -> Any:
+        _check_optimizer(req.optimizer_config)
+        lora = req.lora_config
+        if lora is None:
+            raise Unsupported("only LoRA training is supported by this server (create_model needs lora_config)")
+        return state.service.create_lora_training_client(
+            req.base_model, rank=lora.rank, seed=lora.seed, train_mlp=lora.train_mlp, train_attn=lora.train_attn,
+            train_unembed=lora.train_unembed, user_metadata=req.user_metadata)
+
+    job, _ = state.create_model(req.session_id, req.model_seq_id, "CreateModel", create,
+                                lambda _: Reply.json(types.CreateModelResponse(model_id=model_id)))
+    return _accepted(job, model_id=model_id)
+
+
+@router.post("/get_info")
+async def get_info(request: Request) -> dict[str, Any]:
+    state = _state(request)
+    req = await _parse(request, types.GetInfoRequest)
+    model = state.model(req.model_id)
+    info = (await model.ready()).get_info()
+    return info.model_copy(update={"model_id": model.model_id}).model_dump(mode="json", exclude_none=True)
+
+
+@router.post("/forward_backward")
+async def forward_backward(request: Request) -> dict[str, Any]:
+    """``forward`` and ``forward_backward`` (``forward_only``): protobuf in, protobuf result."""
+    state = _state(request)
+    if wire.PROTOBUF not in request.headers.get("content-type", ""):
+        raise UnsupportedMediaType(f"forward_backward takes a protobuf ForwardBackwardRequest "
+                                   f"(Content-Type: {wire.PROTOBUF})")
+    body = await request.body()
+    if request.headers.get("content-encoding", "").lower() == "zstd":
+        body = await state.run_blocking(_unzstd, body, state.config.max_request_bytes)
+    call = await state.run_blocking(wire.decode_forward_backward, body)
+
+    def start(tc: Any) -> Any:
+        if call.error is not None:
+            raise call.error
+        method = tc.forward if call.forward_only else tc.forward_backward
+        return method(call.data, call.loss_fn, call.loss_fn_config)
+
+    job = state.submit(call.model_id, call.seq_id, "Forward" if call.forward_only else "ForwardBackward", start,
+                       lambda out: Reply.proto(wire.encode_forward_backward_output(out)))
+    return _accepted(job, model_id=call.model_id)
+
+
+def _unzstd(body: bytes, limit: int) -> bytes:
+    try:
+        data = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(body)).read(limit + 1)
+    except zstandard.ZstdError as exc:
+        raise BadRequest(f"malformed zstd body: {exc}") from exc
+    if len(data) > limit:
+        raise PayloadTooLarge(f"the decompressed body exceeds the server's limit of {limit} bytes")
+    return data
+
+
+@router.post("/optim_step")
+async def optim_step(request: Request) -> dict[str, Any]:
+    req = await _parse(request, types.OptimStepRequest)
+    job = _state(request).submit(req.model_id, req.seq_id, "OptimStep", lambda tc: tc.optim_step(req.optim_params),
+                                 Reply.json)
+    return _accepted(job, model_id=req.model_id)
+
+
+@router.post("/save_weights")
+async def save_weights(request: Request) -> dict[str, Any]:
+    """``save_state``: adapter and optimizer state; the result's path is ``tinker://...``."""
+    req = await _parse(request, types.SaveWeightsRequest)
+    name = req.path or f"checkpoint-{uuid.uuid4().hex[:8]}"
+    job = _state(request).submit(
+        req.model_id, req.seq_id, "SaveWeights",
+        lambda tc: tc.save_state(name, ttl_seconds=req.ttl_seconds, overwrite=req.overwrite,
+                                 user_metadata=req.user_metadata),
+        lambda out: Reply.json(types.SaveWeightsResponse(path=paths.to_wire(out.path), type="save_weights")))
+    return _accepted(job, model_id=req.model_id)
+
+
+@router.post("/save_weights_for_sampler")
+async def save_weights_for_sampler(request: Request) -> dict[str, Any]:
+    """Named sampler weights (a ``tinker://`` path), or, without a name, an ephemeral sampler on a snapshot."""
+    state = _state(request)
+    req = await _parse(request, types.SaveWeightsForSamplerRequest)
+    if req.path is not None:
+        job = state.submit(
+            req.model_id, req.seq_id, "SaveWeightsForSampler",
+            lambda tc: tc.save_weights_for_sampler(req.path, ttl_seconds=req.ttl_seconds,
+                                                   user_metadata=req.user_metadata),
+            lambda out: Reply.json(types.SaveWeightsForSamplerResponseInternal(path=paths.to_wire(out.path))))
+        return _accepted(job, model_id=req.model_id)
+    session_id, seq = state.model(req.model_id).session_id, req.sampling_session_seq_id
+
+    def snapshot(tc: Any) -> Any:
+        if seq is None:
+            raise BadRequest("save_weights_for_sampler needs a path or a sampling_session_seq_id")
+        return tc.save_weights_and_get_sampling_client()  # "inflight" saves get a snapshot too
+
+    def register(sampling_client: Any) -> Reply:
+        sampler_id = state.add_sampler(session_id, seq, sampling_client, sampling_client.get_base_model(), None)
+        return Reply.json(types.SaveWeightsForSamplerResponseInternal(sampling_session_id=sampler_id))
+
+    job = state.submit(req.model_id, req.seq_id, "SaveWeightsForSampler", snapshot, register)
+    return _accepted(job, model_id=req.model_id)
+
+
+@router.post("/save_weights_external")
+async def save_weights_external(request: Request) -> dict[str, Any]:
+    req = await _parse(request, types.SaveWeightsExternalRequest)
+
+    def refuse(_: Any) -> Any:  # still takes its seq_id, so the model's later requests run
+        raise Unsupported("save_weights_external is not supported by this server; save_state and export the "
+                          "checkpoint with `cookbook export` instead")
+    job = _state(request).submit(req.model_id, req.seq_id, "SaveWeightsExternal", refuse, Reply.json)
+    return _accepted(job, model_id=req.model_id)
+
+
+@router.post("/load_weights")
+async def load_weights(request: Request) -> dict[str, Any]:
+    """Load into an existing model (``load_state*``, legacy), or create a model from a checkpoint."""
+    state = _state(request)
+    req = await _parse(request, types.LoadWeightsRequest)
+    if req.model_id is not None:
+        def load(tc: Any) -> Any:
+            local = paths.to_local(req.path)
+            return tc.load_state_with_optimizer(local) if req.optimizer else tc.load_state(local)
+        job = state.submit(req.model_id, req.seq_id, "LoadWeights", load, lambda _: Reply.json(
+            types.LoadWeightsResponse(path=req.path, model_id=req.model_id, type="load_weights")))
+        return _accepted(job, model_id=req.model_id)
+    if req.session_id is None or req.model_seq_id is None:
+        raise BadRequest("load_weights needs model_id and seq_id (load into a model) or session_id and "
+                         "model_seq_id (create a model from the checkpoint)")
+    model_id = model_id_of(req.session_id, req.model_seq_id)
+
+    def create(_: Any) -> Any:
+        _check_optimizer(req.optimizer_config)
+        local = paths.to_local(req.path)
+        service = state.service
+        make = (service.create_training_client_from_state_with_optimizer if req.optimizer
+                else service.create_training_client_from_state)
+        return make(local, base_model=req.base_model, user_metadata=req.user_metadata)
+
+    job, _ = state.create_model(req.session_id, req.model_seq_id, "LoadWeights", create, lambda _: Reply.json(
+        types.LoadWeightsResponse(path=req.path, model_id=model_id, type="load_weights")))
+    return _accepted(job, model_id=model_id)
+
+
+# --- sampling ---------------------------------------------------------------------------------
+
+@router.post("/create_sampling_session")
+async def create_sampling_session(request: Request) -> dict[str, Any]:
+    """A sampler on saved weights (``model_path``) or on the base model; answered directly."""
+    state = _state(request)
+    req = await _parse(request, types.CreateSamplingSessionRequest)
+    session = state.session(req.session_id)
+    sampler_id = session.samplers.get(req.sampling_session_seq_id)
+    if sampler_id is None:
+        if req.model_path is None and req.base_model is None:
+            raise BadRequest("create_sampling_session needs model_path or base_model")
+        local = paths.to_local(req.model_path) if req.model_path is not None else None
+        client = await state.run_blocking(
+            lambda: state.service.create_sampling_client(model_path=local, base_model=req.base_model))
+        sampler_id = state.add_sampler(req.session_id, req.sampling_session_seq_id, client, client.get_base_model(),
+                                       req.model_path)
+    return {"type": "create_sampling_session", "sampling_session_id": sampler_id}
+
+
+@router.get("/samplers/{sampler_id}")
+async def get_sampler(sampler_id: str, request: Request) -> dict[str, Any]:
+    sampler = _state(request).sampler(sampler_id)
+    return types.GetSamplerResponse(sampler_id=sampler.sampler_id, base_model=sampler.base_model,
+                                    model_path=sampler.model_path).model_dump(mode="json")
+
+
+@router.post("/asample")
+async def asample(request: Request) -> dict[str, Any]:
+    """Sampling goes to the backend at once (no ordering), so concurrent requests are decoded together."""
+    state = _state(request)
+    req = await _parse(request, types.SampleRequest)
+    if req.sampling_session_id is None:
+        raise BadRequest("asample needs a sampling_session_id (from create_sampling_session)")
+    sampler = state.sampler(req.sampling_session_id)
+    unsupported = [name for name, asked in (
+        ("topk_sample_logprobs", req.topk_sample_logprobs), ("target_prompt_logprobs", req.target_prompt_logprobs),
+        ("prompt_alt_tokens_k", req.prompt_alt_tokens_k), ("record_stability_info", req.record_stability_info),
+    ) if asked]
+    if unsupported:
+        raise BadRequest(f"{', '.join(unsupported)}: not supported by this server")
+    if req.num_samples < 1:
+        raise BadRequest(f"num_samples must be >= 1, got {req.num_samples}")
+    last_n = req.prompt_logprobs_last_n
+
+    def start() -> Any:
+        return sampler.client.sample(req.prompt, req.num_samples, req.sampling_params,
+                                     include_prompt_logprobs=bool(req.prompt_logprobs),
+                                     topk_prompt_logprobs=req.topk_prompt_logprobs)
+
+    def finish(resp: types.SampleResponse) -> Reply:
+        if last_n is not None:
+            resp = wire.keep_last_prompt_logprobs(resp, last_n)
+        return Reply.proto(wire.encode_sample_response(resp))
+
+    job = state.sample(start, finish)
+    return _accepted(job, sample_sequence_ids=[f"{job.request_id}:{i}" for i in range(req.num_samples)])
