@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from tinker import APIFuture, types
 
 from cookbook.primitives import SamplingClient
-from renderers import Message, Renderer, text_content
+from renderers import Message, Renderer, ToolSpec, text_content
 
 
 @dataclass(frozen=True)
@@ -73,12 +73,15 @@ class TokenCompleter:
 class MessageCompleter:
     """Answers conversations: renders the generation prompt, samples, parses the reply.
 
-    ``temperature`` defaults to 0 (greedy); ``stop`` defaults to the renderer's stop sequences.
+    ``temperature`` defaults to 0 (greedy); ``stop`` defaults to the renderer's stop sequences;
+    ``tools`` are declared in every prompt (the renderer's tool format).
     """
 
     def __init__(self, sampling_client: SamplingClient, renderer: Renderer, *, max_tokens: int,
-                 temperature: float = 0.0, stop: Sequence[str] | Sequence[int] | None = None) -> None:
+                 temperature: float = 0.0, stop: Sequence[str] | Sequence[int] | None = None,
+                 tools: Sequence[ToolSpec] | None = None) -> None:
         self.renderer = renderer
+        self.tools = list(tools) if tools else None
         self.tokens = TokenCompleter(sampling_client, max_tokens=max_tokens, temperature=temperature,
                                      stop=renderer.get_stop_sequences() if stop is None else stop)
 
@@ -86,7 +89,7 @@ class MessageCompleter:
         return self.complete_many([messages])[0]
 
     def complete_many(self, conversations: Sequence[Sequence[Message]]) -> list[Completion]:
-        prompts = [self.renderer.build_generation_prompt(list(c)) for c in conversations]
+        prompts = [self.renderer.build_generation_prompt(list(c), tools=self.tools) for c in conversations]
         return [self._parse(samples[0]) for samples in self.tokens.complete_many(prompts)]
 
     def _parse(self, sample: TokensWithLogprobs) -> Completion:

@@ -75,3 +75,14 @@ def ready(client: ClientOrFuture[C]) -> C:
     the SDK's future of a client (``.result()`` waits for it), or a plain object with no ``.result``."""
     result = getattr(client, "result", None)
     return result() if callable(result) else client
+
+
+def max_context_length(service: Any, base_model: str) -> int | None:
+    """``base_model``'s context length as the service's ``get_server_capabilities`` reports it, in either
+    client style; None when the service does not say (or has no such method)."""
+    try:
+        capabilities = ready(service.get_server_capabilities())
+    except Exception:  # noqa: BLE001 - optional information: callers then let the backend check lengths
+        return None
+    return next((m.max_context_length for m in getattr(capabilities, "supported_models", None) or []
+                 if m.model_name == base_model and m.max_context_length), None)

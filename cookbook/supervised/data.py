@@ -27,7 +27,7 @@ from tinker import types
 from cookbook.errors import ConfigError, DataError, MissingFileError, first_line
 from cookbook.supervised.types import Conversation
 from cookbook.tasks import task_from_spec
-from renderers import Renderer, TrainOnWhat, from_openai_messages
+from renderers import Renderer, ToolSpec, TrainOnWhat, from_openai_messages
 
 
 @dataclass(frozen=True)
@@ -152,9 +152,11 @@ def split_train_test(items: Sequence, test_size: int | float, seed: int) -> tupl
 
 
 def conversation_to_datum(conversation: Conversation, renderer: Renderer, train_on_what: TrainOnWhat | str,
-                          max_length: int | None = None) -> types.Datum | None:
-    """Next-token datum of a rendered conversation; None when no trained token survives truncation."""
-    model_input, weights = renderer.build_supervised_example(conversation, train_on_what)
+                          max_length: int | None = None, *,
+                          tools: Sequence[ToolSpec] | None = None) -> types.Datum | None:
+    """Next-token datum of a rendered conversation (``tools`` declared in its prompt); None when no
+    trained token survives truncation."""
+    model_input, weights = renderer.build_supervised_example(conversation, train_on_what, tools=tools)
     tokens = model_input.to_ints()
     if max_length is not None:
         tokens, weights = tokens[: max_length + 1], weights[: max_length + 1]
@@ -167,9 +169,10 @@ def conversation_to_datum(conversation: Conversation, renderer: Renderer, train_
 
 
 def conversations_to_data(conversations: Sequence[Conversation], renderer: Renderer,
-                          train_on_what: TrainOnWhat | str, max_length: int | None = None) -> list[types.Datum]:
+                          train_on_what: TrainOnWhat | str, max_length: int | None = None, *,
+                          tools: Sequence[ToolSpec] | None = None) -> list[types.Datum]:
     """Datums of the conversations that keep at least one trained token (see conversation_to_datum)."""
-    data = (conversation_to_datum(c, renderer, train_on_what, max_length) for c in conversations)
+    data = (conversation_to_datum(c, renderer, train_on_what, max_length, tools=tools) for c in conversations)
     return [d for d in data if d is not None]
 
 

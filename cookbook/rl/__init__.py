@@ -1,0 +1,7 @@
+"""Reinforcement learning: environments (``types``, ``message_env``, ``task_env``), rollouts,
+advantages and Datums (``data``), metrics, the episode log and the loop (``train``).
+
+May import the shared layer (``cookbook.config``, ``hooks``, ``checkpointing``, ``primitives``,
+``completers``, ``tasks``, ...) and ``renderers``; talks to a backend only through the client
+protocols; imports no other loop.
+"""

@@ -1,0 +1,72 @@
+"""Single-turn environments over a :class:`cookbook.tasks.Task`: the reward is the task's grade.
+
+One problem per group: ``group_size`` episodes answer the same problem, and their grades are
+compared for advantages. A reply that does not parse (cut off at ``max_tokens``, malformed) scores
+``format_reward`` (default 0). :class:`TaskRLDataset` deals ``groups_per_batch`` problems per
+step, reshuffled every epoch.
+
+May import ``cookbook.rl``, ``cookbook.tasks`` and ``renderers``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from cookbook.rl.message_env import MessageEnv, MessageStepResult, RenderedEnv
+from cookbook.rl.types import EnvGroupBuilder, RLDataset
+from cookbook.tasks import Problem, Task
+from renderers import Message, Renderer, text_content
+
+
+class TaskEnv(MessageEnv):
+    def __init__(self, task: Task, problem: Problem, format_reward: float = 0.0) -> None:
+        self.task, self.problem, self.format_reward = task, problem, format_reward
+
+    def initial_messages(self) -> list[Message]:
+        return list(self.problem.messages)
+
+    def step(self, message: Message, parse_ok: bool) -> MessageStepResult:
+        answer = text_content(message)
+        grade = self.task.grade(self.problem, answer) if parse_ok else self.format_reward
+        return MessageStepResult(grade, True, metrics={"correct": float(grade >= 1.0), "parse_ok": float(parse_ok)},
+                                 log=f"answer {answer!r}, reference {self.problem.reference!r}")
+
+
+class TaskGroupBuilder(EnvGroupBuilder):
+    def __init__(self, task: Task, problem: Problem, renderer: Renderer, group_size: int,
+                 format_reward: float = 0.0) -> None:
+        self.task, self.problem, self.renderer = task, problem, renderer
+        self.group_size, self.format_reward = group_size, format_reward
+
+    def make_envs(self) -> list[RenderedEnv]:
+        return [RenderedEnv(TaskEnv(self.task, self.problem, self.format_reward), self.renderer)
+                for _ in range(self.group_size)]
+
+    def name(self) -> str:
+        return self.task.name
+
+
+class TaskRLDataset(RLDataset):
+    """``groups_per_batch`` problems per step, ``num_epochs`` passes, shuffled with ``seed`` per epoch."""
+
+    def __init__(self, task: Task, problems: Sequence[Problem], renderer: Renderer, *, groups_per_batch: int,
+                 group_size: int, num_epochs: int = 1, seed: int = 0, format_reward: float = 0.0) -> None:
+        if not 0 < groups_per_batch <= len(problems):
+            raise ValueError(f"groups_per_batch must be in [1, {len(problems)}] (the number of problems), "
+                             f"got {groups_per_batch}")
+        self.task, self.problems, self.renderer = task, list(problems), renderer
+        self.groups_per_batch, self.group_size, self.num_epochs = groups_per_batch, group_size, num_epochs
+        self.seed, self.format_reward = seed, format_reward
+        self.per_epoch = len(self.problems) // groups_per_batch
+
+    def __len__(self) -> int:
+        return self.per_epoch * self.num_epochs
+
+    def get_batch(self, index: int) -> list[TaskGroupBuilder]:
+        epoch, i = divmod(index, self.per_epoch)
+        order = list(range(len(self.problems)))
+        random.Random(self.seed * 1_000_003 + epoch).shuffle(order)
+        chosen = order[i * self.groups_per_batch: (i + 1) * self.groups_per_batch]
+        return [TaskGroupBuilder(self.task, self.problems[j], self.renderer, self.group_size, self.format_reward)
+                for j in chosen]

@@ -1,0 +1,1 @@
+"""RL recipes: ``python -m recipes.rl.<name> key=value ...`` or ``cookbook run rl/<name> ...``."""
