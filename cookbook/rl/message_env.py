@@ -11,7 +11,10 @@ result). :class:`RenderedEnv` turns it into an :class:`cookbook.rl.types.Env`:
   the new messages: sampled text is never re-tokenised, so every turn's prompt extends the last
   and a multi-turn episode trains as one sequence.
 
-May import ``cookbook.rl.types``, ``renderers`` and ``tinker``.
+:func:`play` runs message envs to the end with a :class:`cookbook.completers.MessageCompleter`
+(greedy evaluation of a policy, outside training).
+
+May import ``cookbook.rl.types``, ``cookbook.completers``, ``renderers`` and ``tinker``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from dataclasses import dataclass, field
 
 from tinker import types
 
+from cookbook.completers import MessageCompleter
 from cookbook.rl.types import Env, Observation, StepResult
 from renderers import Message, Renderer, ToolSpec
 
@@ -87,3 +91,18 @@ class RenderedEnv(Env):
 
     def _observation(self) -> Observation:
         return Observation(types.ModelInput.from_ints(self.prompt), self.renderer.get_stop_sequences())
+
+
+def play(envs: Sequence[MessageEnv], completer: MessageCompleter, max_turns: int = 16) -> list[MessageStepResult]:
+    """Every env's episode to its end (or ``max_turns``), all in step (one batch of requests per
+    turn); each episode's last result."""
+    conversations = [env.initial_messages() for env in envs]
+    results: list[MessageStepResult | None] = [None] * len(envs)
+    for _ in range(max_turns):
+        live = [i for i, r in enumerate(results) if r is None or not r.done]
+        if not live:
+            break
+        for i, reply in zip(live, completer.complete_many([conversations[i] for i in live])):
+            results[i] = envs[i].step(reply.message, reply.parsed)
+            conversations[i] = conversations[i] + [reply.message, *results[i].new_messages]
+    return results

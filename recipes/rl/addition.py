@@ -34,12 +34,12 @@ class Config(RLConfig):
     digits: int = 2
     n_train: int = 8000
     n_test: int = 200
-    groups_per_batch: int = 16  # problems per step
+    groups_per_batch: int = 32  # problems per step
     group_size: int = 8  # answers per problem
-    max_tokens: int = 8
-    learning_rate: float = 1e-3
+    max_tokens: int = 6  # up to 3 digits and the end-of-turn token, with room to spare
+    learning_rate: float = 1e-4  # 2e-4 and 3e-4 made the policy collapse (reward fell) in measurements
     grad_clip_norm: float = 1.0
-    eval_every: int = 10
+    eval_every: int = 25
     log_path: str = "runs/rl_addition"
 
 

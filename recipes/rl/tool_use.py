@@ -17,23 +17,18 @@ import ast
 import json
 import operator
 import random
-import time
-from pathlib import Path
 
 import chz
 
 from cookbook.completers import MessageCompleter
 from cookbook.config import make_service
-from cookbook.hooks import Hook
-from cookbook.primitives import SamplingClient, ready
+from cookbook.primitives import SamplingClient
 from cookbook.recipe_cli import run_recipe
-from cookbook.rl.message_env import MessageEnv, MessageStepResult, RenderedEnv
-from cookbook.rl.train import RLConfig, train
+from cookbook.rl.message_env import MessageEnv, MessageStepResult, RenderedEnv, play
+from cookbook.rl.train import RLConfig
 from cookbook.rl.types import EnvGroupBuilder, RLDataset
-from cookbook.supervised.data import conversations_to_data
-from cookbook.supervised.train import TrainConfig
-from cookbook.supervised.train import train as sft_train
 from cookbook.tokenizer_utils import get_tokenizer
+from recipes.rl import rl_with_greedy_eval, sft_warm_up
 from renderers import Message, Renderer, ToolSpec, get_renderer, text_content
 
 CALCULATOR: ToolSpec = {"type": "function", "function": {
@@ -139,14 +134,8 @@ def greedy_episodes(sampler: SamplingClient, renderer: Renderer, config: "Config
     """Held-out questions (seed + 1), greedy replies, every episode in step: correct and tool-call rates."""
     rng = random.Random(config.seed + 1)
     envs = [CalculatorEnv(*operands(rng)) for _ in range(config.n_eval)]
-    conversations = [e.initial_messages() for e in envs]
-    results: list[MessageStepResult | None] = [None] * len(envs)
     completer = MessageCompleter(sampler, renderer, max_tokens=config.max_tokens, tools=[CALCULATOR])
-    while any(r is None or not r.done for r in results):
-        live = [i for i, r in enumerate(results) if r is None or not r.done]
-        for i, reply in zip(live, completer.complete_many([conversations[i] for i in live])):
-            results[i] = envs[i].step(reply.message, reply.parsed)
-            conversations[i] = conversations[i] + [reply.message, *results[i].new_messages]
+    results = play(envs, completer, config.max_turns)
     return {key: sum(r.metrics[key] for r in results) / len(envs) for key in ("correct", "tool_call_ok")}
 
 
@@ -167,37 +156,17 @@ class Config(RLConfig):
     log_path: str = "runs/rl_tool_use"
 
 
-def warm_up(config: Config, renderer: Renderer, service) -> str:
-    """SFT on correct tool transcripts; returns the checkpoint RL starts from."""
-    rng = random.Random(config.seed)
-    transcripts = [solved_transcript(*operands(rng)) for _ in range(config.warmup_steps_sft * 16)]
-    data = conversations_to_data(transcripts, renderer, "all_assistant_messages", tools=[CALCULATOR])
-    sft = TrainConfig(base_model=config.base_model, lora_rank=config.lora_rank, seed=config.seed,
-                      learning_rate=config.warmup_learning_rate, warmup_steps=10, grad_clip_norm=1.0, batch_size=16,
-                      max_steps=config.warmup_steps_sft, log_path=f"{config.log_path}_sft_warmup",
-                      if_exists=config.if_exists, progress=config.progress)
-    return sft_train(sft, data, service=service).final_state_path
-
-
 def main(config: Config) -> dict:
-    started = time.monotonic()
     renderer = get_renderer(config.renderer, get_tokenizer(config.base_model))
     service = make_service(config)
     if config.warmup_steps_sft > 0 and not config.load_checkpoint_path:
-        config = chz.replace(config, load_checkpoint_path=warm_up(config, renderer, service))
-    start = ready(service.create_sampling_client(model_path=config.load_checkpoint_path)
-                  if config.load_checkpoint_path else service.create_sampling_client(base_model=config.base_model))
-    before = greedy_episodes(start, renderer, config)
-    print(f"greedy episodes before RL: {before}")
-    evaluate = Hook(lambda sampler: greedy_episodes(sampler, renderer, config))
-    result = train(config, CalculatorDataset(config, renderer, config.max_steps or 10),
-                   eval_hooks={"eval": evaluate}, service=service)
-    after = {k.split("/", 1)[1]: v for k, v in result.metrics[-1].items() if k.startswith("eval/")}
-    summary = {"before": before, "after": after, "steps": result.steps, "checkpoint": result.final_state_path,
-               "start_checkpoint": config.load_checkpoint_path, "seconds": round(time.monotonic() - started, 1)}
-    (Path(config.log_path) / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(f"greedy episodes after RL: {after}")
-    return summary
+        rng = random.Random(config.seed)
+        transcripts = [solved_transcript(*operands(rng)) for _ in range(config.warmup_steps_sft * 16)]
+        start = sft_warm_up(config, transcripts, renderer, service, steps=config.warmup_steps_sft,
+                            learning_rate=config.warmup_learning_rate, batch_size=16, tools=[CALCULATOR])
+        config = chz.replace(config, load_checkpoint_path=start)
+    dataset = CalculatorDataset(config, renderer, config.max_steps or 10)
+    return rl_with_greedy_eval(config, dataset, lambda sampler: greedy_episodes(sampler, renderer, config), service)
 
 
 if __name__ == "__main__":
