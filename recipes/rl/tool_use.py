@@ -144,7 +144,7 @@ class Config(RLConfig):
     renderer: str = "tiny"
     groups_per_batch: int = 8
     group_size: int = 4
-    max_tokens: int = 48
+    max_tokens: int = 96  # a calculator call is about 70 byte-level tokens
     max_turns: int = 4
     max_steps: int | None = 10
     n_eval: int = 50
