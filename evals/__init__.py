@@ -1,4 +1,16 @@
-"""Evals: graders today (``graders``); benchmarks, the runner and sweeps as they come. They build on
-``cookbook.completers`` (sampling), ``cookbook.tasks`` (problem sets) and ``cookbook.hooks`` (inline
-evals in a loop). May import cookbook and renderers; never recipes.
+"""Evals: benchmarks, graders, the runner, eval hooks, sweeps and plots.
+
+- ``graders``: answer extraction and comparison (``\\boxed{}``, GSM8K ``####``, LaTeX and sympy),
+  shared with RL rewards;
+- ``benchmarks/``: one small file per benchmark (a ``cookbook.tasks.Task`` with a prompt format,
+  a grader and sampling defaults) and the registry (``get_benchmark``);
+- ``responders``: where answers come from (any Tinker sampling client through a renderer, or any
+  OpenAI-compatible endpoint); ``runner``: a benchmark through a responder -> per-sample JSONL and
+  a summary (accuracy, standard error, pass@k, truncation, tokens), resumable; ``passk``;
+- ``hooks``: benchmarks as eval hooks of any training loop (``eval/<benchmark>/<metric>``);
+- ``sweeps``: checkpoints x benchmarks -> a table and a plot; ``plots``: training curves;
+- ``run``: ``cookbook eval`` / ``python -m evals.run``.
+
+May import ``cookbook`` (the shared layer and the ``cookbook.backend`` factory) and ``renderers``;
+never ``recipes``.
 """

@@ -5,6 +5,10 @@
     cookbook export CHECKPOINT --merged OUT_DIR     merged Hugging Face model
     cookbook export CHECKPOINT --peft OUT_DIR       PEFT LoRA adapter
     cookbook serve-tinker [port=8000 ...]           the local backend behind the Tinker HTTP API
+    cookbook eval benchmark=gsm8k [model=...] ...   evaluate a model or checkpoint on a benchmark
+    cookbook sweep runs=DIR,... benchmarks=a,b ...  checkpoints x benchmarks -> table and plot
+    cookbook plot RUN_DIR... [out=FILE.png]         training curves of runs as a PNG
+    cookbook serve base_model=... [model_path=...]  an OpenAI-compatible server over a checkpoint
 
 A user error (bad option, bad data line, missing file, a model that cannot be loaded, an unknown
 checkpoint) prints ``error: <one line>`` and exits with status 2; ``--debug`` anywhere on the
@@ -51,6 +55,21 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tool(command: str, argv: list[str], *, debug: bool) -> int:
+    """``eval``, ``sweep``, ``plot``, ``serve``: imported on use (plotting and the web server are heavy)."""
+    if command == "eval":
+        from evals.run import cli
+    elif command == "sweep":
+        from evals.sweeps import cli
+    elif command == "plot":
+        from evals.plots import main as plot
+
+        return report_user_errors(lambda: plot(argv), debug=debug)
+    else:
+        from cookbook.serve import main as cli
+    return cli(argv, debug=debug)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cookbook", description="Post-training recipes over the Tinker primitives.")
     parser.add_argument("--debug", action="store_true", help="show the traceback of user errors (or COOKBOOK_DEBUG=1)")
@@ -59,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train the tiny model on addition and report accuracy (cookbook quickstart --help)")
     sub.add_parser("run", help="run a recipe: cookbook run sl/chat_sft key=value ... (--help for its options)")
     sub.add_parser("serve-tinker", help="serve the local backend for the official tinker SDK (--help for options)")
+    sub.add_parser("eval", help="evaluate a model on a benchmark: cookbook eval benchmark=gsm8k ... (--help)")
+    sub.add_parser("sweep", help="checkpoints x benchmarks -> results table and plot (--help for options)")
+    sub.add_parser("plot", help="training curves of run directories as a PNG: cookbook plot RUN_DIR...")
+    sub.add_parser("serve", help="an OpenAI-compatible server over a model or checkpoint (--help for options)")
     export = sub.add_parser("export", help="export a local checkpoint as a merged HF model and/or a PEFT adapter")
     export.add_argument("checkpoint", help="local://<run>/<kind>/<name> or a checkpoint directory")
     export.add_argument("--merged", metavar="OUT_DIR", help="write a merged Hugging Face model here")
@@ -76,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         from cookbook.backend.tinker_server import main as serve_tinker  # imports the web framework
 
         return report_user_errors(lambda: serve_tinker(argv[1:]), debug=debug)
+    if argv[:1] in (["eval"], ["sweep"], ["plot"], ["serve"]):
+        return _tool(argv[0], argv[1:], debug=debug)
     if argv[:1] == ["run"]:
         if len(argv) < 2 or argv[1].startswith("-"):
             print(f"usage: cookbook run <recipe> [key=value ...]; recipes: {', '.join(recipe_names())}")

@@ -9,6 +9,8 @@ rows, a directory saved with ``datasets.save_to_disk``, or ``hf:<name>[:<config>
 of the training loop (``cookbook.supervised.train.TrainConfig``: the run and optimizer sections of
 ``cookbook.config`` plus the loop's own) is a top-level key. A bad data line, a missing file or a
 model that cannot be loaded stops with one line naming it (``--debug`` for the traceback).
+``evals.benchmarks=gsm8k,math500`` (``evals.limit=...``) runs benchmarks as eval hooks every
+``eval_every`` steps, logged as ``eval/<benchmark>/accuracy`` etc.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from cookbook.recipe_cli import run_recipe
 from cookbook.supervised.data import DatasetSpec, conversations_to_data, load_conversations, split_train_test
 from cookbook.supervised.train import TrainConfig, TrainResult, train
 from cookbook.tokenizer_utils import get_tokenizer
+from evals.hooks import EvalHooksConfig
 from renderers import get_recommended_renderer_name, get_renderer
 
 
@@ -40,6 +43,7 @@ class DataConfig:
 class Config(TrainConfig):
     data: DataConfig = chz.field(default_factory=DataConfig)
     renderer: str | None = None  # default: the recommended renderer for base_model
+    evals: EvalHooksConfig = chz.field(default_factory=EvalHooksConfig)  # benchmarks logged as eval/<name>/...
     log_path: str = "runs/chat_sft"
 
 
@@ -60,8 +64,8 @@ def build_data(config: Config):
 
 
 def main(config: Config) -> TrainResult:
-    train_data, test_data, _ = build_data(config)
-    result = train(config, train_data, test_data)
+    train_data, test_data, renderer = build_data(config)
+    result = train(config, train_data, test_data, eval_hooks=config.evals.hooks(renderer))
     final = result.metrics[-1] if result.metrics else {}
     print(f"done: {result.steps} steps, final train loss {final.get('train/loss', float('nan')):.4f}, "
           f"test NLL {final.get('test/nll', float('nan')):.4f}; checkpoint {result.final_state_path}")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Generator
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from typing import Any, Generic, TypeVar
 
 from tinker import APIFuture
@@ -39,9 +40,13 @@ class LocalFuture(APIFuture[T], Generic[T]):
     def __await__(self) -> Generator[Any, None, T]:
         return asyncio.wrap_future(self._future).__await__()
 
-    # used by the engine
+    # used by the engine. A future can be cancelled before its request has run (an asyncio task awaiting
+    # it was cancelled: ``asyncio.wrap_future`` cancels the future it wraps); the request still runs, in
+    # order, and its result is dropped, so the engine thread never fails on it.
     def _set(self, value: Any) -> None:
-        self._future.set_result(value)
+        with contextlib.suppress(InvalidStateError):
+            self._future.set_result(value)
 
     def _fail(self, exc: BaseException) -> None:
-        self._future.set_exception(exc)
+        with contextlib.suppress(InvalidStateError):
+            self._future.set_exception(exc)

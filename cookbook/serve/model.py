@@ -1,0 +1,186 @@
+"""The served model: OpenAI requests -> renderer and tokenizer -> ``sample`` -> OpenAI responses."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tinker import types
+
+from cookbook.backend import service_client
+from cookbook.errors import ConfigError, UserError
+from cookbook.primitives import SamplingClient, ServiceClient, max_context_length, ready
+from cookbook.serve.config import ServeConfig
+from cookbook.serve.protocol import ApiError, ChatCompletionRequest, CompletionRequest
+from cookbook.tokenizer_utils import get_tokenizer
+from renderers import Renderer, from_openai_messages, get_recommended_renderer_name, get_renderer, text_content
+from renderers.openai_compat import to_openai_message
+
+
+@dataclass
+class ServedModel:
+    """One sampling client with its renderer and tokenizer, answering OpenAI requests."""
+
+    sampling_client: SamplingClient
+    renderer: Renderer
+    name: str  # the model id of /v1/models
+    context_length: int | None = None  # prompt + max_tokens must fit (None: the backend checks)
+    default_max_tokens: int = 1024
+    max_n: int = 64
+
+    def __post_init__(self) -> None:
+        self.tokenizer = self.renderer.tokenizer
+        self.created = int(time.time())
+        stops = self.renderer.get_stop_sequences()
+        # with user stop strings the end-of-turn tokens must be strings too (one list holds one kind)
+        self._end_of_turn_text = [s if isinstance(s, str) else self.tokenizer.decode([s], skip_special_tokens=False)
+                                  for s in stops]
+        eos = getattr(self.tokenizer, "eos_token_id", None)
+        self._eos_ids = {eos} if isinstance(eos, int) else set()
+
+    @classmethod
+    def load(cls, config: ServeConfig, service: ServiceClient | None = None) -> ServedModel:
+        """The sampling client, renderer and context length of ``config`` (loads the model)."""
+        service = service or service_client(config.backend, **({"base_url": config.base_url} if config.base_url
+                                                                 else {}))
+        try:
+            renderer_name = config.renderer or get_recommended_renderer_name(config.base_model)
+            renderer = get_renderer(renderer_name, get_tokenizer(config.base_model))
+        except (KeyError, ValueError) as exc:
+            raise ConfigError(f"renderer: {exc}") from None
+        if config.model_path:
+            sampler = ready(service.create_sampling_client(model_path=config.model_path))
+        else:
+            sampler = ready(service.create_sampling_client(base_model=config.base_model))
+        return cls(sampler, renderer, config.served_name, max_context_length(service, config.base_model),
+                   config.max_tokens, config.max_n)
+
+    # --- endpoints ----------------------------------------------------------------------------
+    def models(self) -> dict[str, Any]:
+        return {"object": "list", "data": [self.model_card()]}
+
+    def model_card(self) -> dict[str, Any]:
+        return {"id": self.name, "object": "model", "created": self.created, "owned_by": "cookbook"}
+
+    async def chat(self, request: ChatCompletionRequest) -> dict[str, Any]:
+        self._check(request)
+        try:
+            messages = from_openai_messages(request.messages)
+            prompt = self.renderer.build_generation_prompt(messages, tools=request.tools)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ApiError(400, f"invalid messages: {_reason(exc)}", param="messages") from None
+        user_stops = request.stops
+        stop = [*self._end_of_turn_text, *user_stops] if user_stops else self.renderer.get_stop_sequences()
+        response = (await self._sample([prompt], request, stop))[0]
+        choices = []
+        for index, sequence in enumerate(response.sequences):
+            message, _ = self.renderer.parse_response(sequence.tokens)
+            reply = to_openai_message(message)
+            reply["role"] = "assistant"
+            if user_stops:
+                reply["content"] = _cut(text_content(message), user_stops)
+            finish = "length" if sequence.stop_reason == "length" else "tool_calls" if reply.get("tool_calls") \
+                else "stop"
+            choices.append({"index": index, "message": reply, "finish_reason": finish, "logprobs": None})
+        return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+                "model": self.name, "choices": choices,
+                "usage": _usage(prompt.length, response.sequences)}
+
+    async def complete(self, request: CompletionRequest) -> dict[str, Any]:
+        self._check(request)
+        if request.echo:
+            raise ApiError(400, "echo is not supported by this server", param="echo")
+        prompts = [types.ModelInput.from_ints(tokens) for tokens in self._prompt_tokens(request.prompt)]
+        responses = await self._sample(prompts, request, request.stops)
+        choices = []
+        for i, response in enumerate(responses):
+            for j, sequence in enumerate(response.sequences):
+                tokens = list(sequence.tokens)
+                if sequence.stop_reason == "stop" and not request.stops and tokens and tokens[-1] in self._eos_ids:
+                    tokens = tokens[:-1]
+                text = self.tokenizer.decode(tokens, skip_special_tokens=False)
+                if request.stops:
+                    text = _cut(text, request.stops)
+                choices.append({"index": i * request.n + j, "text": text, "logprobs": None,
+                                "finish_reason": "length" if sequence.stop_reason == "length" else "stop"})
+        return {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
+                "model": self.name, "choices": choices,
+                "usage": _usage(sum(p.length for p in prompts), [s for r in responses for s in r.sequences])}
+
+    # --- helpers ------------------------------------------------------------------------------
+    def _check(self, request: ChatCompletionRequest | CompletionRequest) -> None:
+        if request.model is not None and request.model != self.name:
+            raise ApiError(404, f"the model {request.model!r} does not exist; this server serves {self.name!r}",
+                           param="model", code="model_not_found")
+        if request.stream:
+            raise ApiError(400, "streaming is not supported by this server; send stream=false", param="stream")
+        if request.logprobs:
+            raise ApiError(400, "logprobs are not supported by this server", param="logprobs")
+        if request.n > self.max_n:
+            raise ApiError(400, f"n is {request.n}; this server allows at most {self.max_n}", param="n")
+
+    def _prompt_tokens(self, prompt: str | list[str] | list[int] | list[list[int]]) -> list[list[int]]:
+        if isinstance(prompt, str):
+            batch: list[Any] = [prompt]
+        elif prompt and all(isinstance(t, int) for t in prompt):
+            batch = [prompt]
+        else:
+            batch = list(prompt)
+        if not batch:
+            raise ApiError(400, "prompt is empty", param="prompt")
+        tokens = [self.tokenizer.encode(p, add_special_tokens=True) if isinstance(p, str) else list(p) for p in batch]
+        if any(not t for t in tokens):
+            raise ApiError(400, "prompt is empty", param="prompt")
+        return tokens
+
+    def _max_tokens(self, request: ChatCompletionRequest | CompletionRequest, prompt_length: int) -> int:
+        if request.max_new_tokens is not None:
+            return request.max_new_tokens  # too long for the context: the backend says so (400)
+        room = self.default_max_tokens if self.context_length is None else self.context_length - prompt_length
+        if room < 1:
+            raise ApiError(400, f"the prompt has {prompt_length} tokens; the model's context is {self.context_length}",
+                           param="messages", code="context_length_exceeded")
+        return min(self.default_max_tokens, room)
+
+    async def _sample(self, prompts: Sequence[types.ModelInput], request: ChatCompletionRequest | CompletionRequest,
+                      stop: Sequence[str] | Sequence[int] | None) -> list[types.SampleResponse]:
+        """Submit every prompt's request before awaiting any (so they are batched together)."""
+        futures = []
+        for prompt in prompts:
+            settings = dict(max_tokens=self._max_tokens(request, prompt.length), temperature=request.temperature,
+                            top_p=request.top_p, seed=request.seed, stop=None if stop is None else list(stop))
+            params = types.SamplingParams(**{k: v for k, v in settings.items() if v is not None})
+            try:
+                futures.append(self.sampling_client.sample(prompt=prompt, num_samples=request.n,
+                                                           sampling_params=params))
+            except UserError as exc:  # the backend rejected it (bad token ids, over-long, ...)
+                raise _rejected(exc) from None
+        try:
+            return list(await asyncio.gather(*(f.result_async() for f in futures)))
+        except UserError as exc:
+            raise _rejected(exc) from None
+
+
+def _cut(text: str, stops: Sequence[str]) -> str:
+    """``text`` up to the first stop string (OpenAI returns text without the stop sequence)."""
+    cuts = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return text[: min(cuts)] if cuts else text
+
+
+def _usage(prompt_tokens: int, sequences: Sequence[types.SampledSequence]) -> dict[str, int]:
+    completion = sum(len(s.tokens) for s in sequences)
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion, "total_tokens": prompt_tokens + completion}
+
+
+def _rejected(exc: UserError) -> ApiError:
+    code = "context_length_exceeded" if "ContextLength" in type(exc).__name__ else None
+    return ApiError(400, _reason(exc), code=code)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
