@@ -131,30 +131,26 @@ def train(
     sampler = _Samplers(tc, start, config.max_staleness)
     batches = _batch_source(config, dataset, sampler, start, total)
 
-    with StepProgress(total, start, "rl", enabled=config.progress,
-                      fields={"reward": "reward {}", "time": "{} s/step"}) as progress:
-        for step in range(start, total):
-            started = time.monotonic()
-            batch = next(batches)
-            assert batch.step == step and step - batch.version <= config.max_staleness, (step, batch.version)
-            row = rl_metrics.rollout_metrics(batch.groups, batch.dropped)
-            row.update({"time/rollout_s": batch.seconds, "sampler/staleness": step - batch.version})
-            episodes.write(step, batch.groups)
-            kept = [g for g in batch.groups if not (config.remove_constant_reward_groups and is_constant(g))]
-            sequences = groups_to_sequences(kept, normalize_std=config.normalize_advantages)
-            train_started = time.monotonic()
-            row.update(_train_on(config, tc, reference, sequences, step, total))
-            row["time/train_s"] = time.monotonic() - train_started
-            sampler.publish(step + 1)  # the weights after this step sample the batches that may use them
-            hooks_started = time.monotonic()
-            row.update(hooks.run(step, tc))
-            row["time/hooks_s"] = time.monotonic() - hooks_started
-            if config.save_every > 0 and (step + 1) % config.save_every == 0 and step != total - 1:
-                checkpointing.save_checkpoint(run, tc, step + 1)
-            row["time/step_s"] = time.monotonic() - started
-            logger.log(step, row)
-            progress.update(step + 1, reward=f"{row['reward/mean']:.3f}", time=f"{row['time/step_s']:.1f}")
-    sampler.close()
+    try:
+        with StepProgress(total, start, "rl", enabled=config.progress,
+                          fields={"reward": "reward {}", "time": "{} s/step"}) as progress:
+            for step in range(start, total):
+                started = time.monotonic()
+                batch = next(batches)
+                assert batch.step == step and step - batch.version <= config.max_staleness, (step, batch.version)
+                episodes.write(step, batch.groups)
+                row = _learn_from(config, tc, reference, batch, total)
+                sampler.publish(step + 1)  # the weights after this step sample the batches that may use them
+                hooks_started = time.monotonic()
+                row.update(hooks.run(step, tc))
+                row["time/hooks_s"] = time.monotonic() - hooks_started
+                if config.save_every > 0 and (step + 1) % config.save_every == 0 and step != total - 1:
+                    checkpointing.save_checkpoint(run, tc, step + 1)
+                row["time/step_s"] = time.monotonic() - started
+                logger.log(step, row)
+                progress.update(step + 1, reward=f"{row['reward/mean']:.3f}", time=f"{row['time/step_s']:.1f}")
+    finally:
+        sampler.close()  # an off-policy sampler thread waiting for newer weights stops waiting
     final = checkpointing.save_final(run, tc, total)
     logger.close()
     return RLResult(tc, total, final.state_path, final.sampler_path, run.metrics(), start)
@@ -231,6 +227,19 @@ def _batch_source(config: RLConfig, dataset: RLDataset, samplers: _Samplers, sta
         if isinstance(item, BaseException):
             raise item
         yield item
+
+
+def _learn_from(config: RLConfig, tc: TrainingClient, reference: SamplingClient | None, batch: _Batch,
+                total: int) -> dict[str, float]:
+    """One batch of episodes -> advantages -> Datums -> optimizer step(s); the step's metrics."""
+    row = rl_metrics.rollout_metrics(batch.groups, batch.dropped)
+    row.update({"time/rollout_s": batch.seconds, "sampler/staleness": batch.step - batch.version})
+    kept = [g for g in batch.groups if not (config.remove_constant_reward_groups and is_constant(g))]
+    sequences = groups_to_sequences(kept, normalize_std=config.normalize_advantages)
+    started = time.monotonic()
+    row.update(_train_on(config, tc, reference, sequences, batch.step, total))
+    row["time/train_s"] = time.monotonic() - started
+    return row
 
 
 def _train_on(config: RLConfig, tc: TrainingClient, reference: SamplingClient | None,
