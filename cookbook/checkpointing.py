@@ -10,8 +10,23 @@ May import ``cookbook.primitives`` and ``cookbook.run_dir``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from cookbook.primitives import ServiceClient, TrainingClient, ready
 from cookbook.run_dir import CheckpointRecord, RunDir
+
+
+@dataclass
+class RunResult:
+    """What every training loop returns."""
+
+    training_client: TrainingClient | None  # holds the final weights
+    steps: int
+    final_state_path: str | None
+    final_sampler_path: str | None
+    metrics: list[dict[str, Any]]  # the whole run's metrics.jsonl, resumed steps included
+    resumed_from: int  # steps that were already done when this call started
 
 
 def start_or_resume(run: RunDir, service: ServiceClient, *, base_model: str, lora_rank: int,

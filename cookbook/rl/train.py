@@ -29,6 +29,7 @@ import numpy as np
 from tinker import types
 
 from cookbook import checkpointing
+from cookbook.checkpointing import RunResult
 from cookbook.config import OptimizerConfig, RunConfig, make_service
 from cookbook.hooks import Hook, Hooks, SamplingHookFn
 from cookbook.metric_logger import MetricLogger
@@ -87,16 +88,6 @@ class RLConfig(RunConfig, OptimizerConfig):
 
 
 @dataclass
-class RLResult:
-    training_client: TrainingClient | None
-    steps: int
-    final_state_path: str | None
-    final_sampler_path: str | None
-    metrics: list[dict[str, Any]]
-    resumed_from: int
-
-
-@dataclass
 class _Batch:
     step: int
     version: int  # optimizer steps the sampling weights had
@@ -112,7 +103,7 @@ def train(
     eval_hooks: Mapping[str, Hook | SamplingHookFn] | None = None,
     run_config: dict[str, Any] | None = None,
     service: ServiceClient | None = None,
-) -> RLResult:
+) -> RunResult:
     """Train a LoRA adapter with RL on ``dataset``'s environments; see the module docstring."""
     if config.loss_fn not in LOSSES:
         raise ValueError(f"loss_fn must be one of {', '.join(LOSSES)}, got {config.loss_fn!r}")
@@ -122,7 +113,7 @@ def train(
     service = service or make_service(config)
     if run.is_finished():
         tc, final = checkpointing.finished(run, service)
-        return RLResult(tc, total, final.state_path, final.sampler_path, run.metrics(), total)
+        return RunResult(tc, total, final.state_path, final.sampler_path, run.metrics(), total)
     tc, start = checkpointing.start_or_resume(run, service, base_model=config.base_model, lora_rank=config.lora_rank,
                                               seed=config.seed, init_from=config.load_checkpoint_path)
     reference = _reference_sampler(config, service)
@@ -153,7 +144,7 @@ def train(
         sampler.close()  # an off-policy sampler thread waiting for newer weights stops waiting
     final = checkpointing.save_final(run, tc, total)
     logger.close()
-    return RLResult(tc, total, final.state_path, final.sampler_path, run.metrics(), start)
+    return RunResult(tc, total, final.state_path, final.sampler_path, run.metrics(), start)
 
 
 def _reference_sampler(config: RLConfig, service: ServiceClient) -> SamplingClient | None:

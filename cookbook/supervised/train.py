@@ -21,11 +21,12 @@ import chz
 from tinker import APIFuture, types
 
 from cookbook import checkpointing
+from cookbook.checkpointing import RunResult
 from cookbook.config import OptimizerConfig, RunConfig, make_service
 from cookbook.errors import ConfigError, DataError
 from cookbook.hooks import Hook, Hooks, SamplingHookFn, nll_hook, weight_sum
 from cookbook.metric_logger import MetricLogger
-from cookbook.primitives import ServiceClient, TrainingClient
+from cookbook.primitives import ServiceClient
 from cookbook.progress import StepProgress
 from cookbook.run_dir import RunDir
 from cookbook.supervised.data import EpochBatches
@@ -44,16 +45,6 @@ class TrainConfig(RunConfig, OptimizerConfig):
     eval_every: int = 0  # test NLL and eval hooks every N steps (0: only at the end)
     save_every: int = 0  # resumable checkpoint every N steps (0: only at the end)
     log_path: str = "runs/sft"
-
-
-@dataclass
-class TrainResult:
-    training_client: TrainingClient | None
-    steps: int
-    final_state_path: str | None
-    final_sampler_path: str | None
-    metrics: list[dict[str, Any]]
-    resumed_from: int
 
 
 @dataclass
@@ -79,7 +70,7 @@ def train(
     eval_hooks: Mapping[str, Hook | SamplingHookFn] | None = None,
     run_config: dict[str, Any] | None = None,
     service: ServiceClient | None = None,
-) -> TrainResult:
+) -> RunResult:
     """Train a LoRA adapter on ``train_data``; see the module docstring for the loop's shape.
 
     Args:
@@ -102,7 +93,7 @@ def train(
     service = service or make_service(config)
     if run.is_finished():
         tc, final = checkpointing.finished(run, service)
-        return TrainResult(tc, total, final.state_path, final.sampler_path, run.metrics(), total)
+        return RunResult(tc, total, final.state_path, final.sampler_path, run.metrics(), total)
     tc, start = checkpointing.start_or_resume(run, service, base_model=config.base_model,
                                               lora_rank=config.lora_rank, seed=config.seed)
     logger = MetricLogger(run, wandb_project=config.wandb_project, wandb_name=config.wandb_name, resume_step=start)
@@ -141,7 +132,7 @@ def train(
 
     final = checkpointing.save_final(run, tc, total)
     logger.close()
-    return TrainResult(tc, total, final.state_path, final.sampler_path, run.metrics(), start)
+    return RunResult(tc, total, final.state_path, final.sampler_path, run.metrics(), start)
 
 
 def _every(step: int, every: int) -> bool:

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import chz
 
+from cookbook.checkpointing import RunResult
 from cookbook.recipe_cli import run_recipe
 from cookbook.rl.task_env import TaskRLDataset
-from cookbook.rl.train import RLConfig, RLResult, train
+from cookbook.rl.train import RLConfig, train
 from cookbook.tokenizer_utils import get_tokenizer
 from evals.benchmarks import get_benchmark
 from evals.hooks import benchmark_hook
@@ -42,7 +43,7 @@ class Config(RLConfig):
     log_path: str = "runs/rl_math"
 
 
-def main(config: Config) -> RLResult:
+def main(config: Config) -> RunResult:
     renderer = get_renderer(config.renderer or get_recommended_renderer_name(config.base_model),
                             get_tokenizer(config.base_model))
     benchmark = get_benchmark(config.benchmark, source=config.source, split=config.split)

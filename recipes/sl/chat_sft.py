@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import chz
 
+from cookbook.checkpointing import RunResult
 from cookbook.recipe_cli import run_recipe
 from cookbook.supervised.data import DatasetSpec, conversations_to_data, load_conversations, split_train_test
-from cookbook.supervised.train import TrainConfig, TrainResult, train
+from cookbook.supervised.train import TrainConfig, train
 from cookbook.tokenizer_utils import get_tokenizer
 from evals.hooks import EvalHooksConfig
 from renderers import get_recommended_renderer_name, get_renderer
@@ -63,7 +64,7 @@ def build_data(config: Config):
     return to_data(train_convs), to_data(test_convs), renderer
 
 
-def main(config: Config) -> TrainResult:
+def main(config: Config) -> RunResult:
     train_data, test_data, renderer = build_data(config)
     result = train(config, train_data, test_data, eval_hooks=config.evals.hooks(renderer))
     final = result.metrics[-1] if result.metrics else {}
