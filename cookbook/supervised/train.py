@@ -26,6 +26,7 @@ from cookbook.config import OptimizerConfig, RunConfig, make_service
 from cookbook.errors import ConfigError, DataError
 from cookbook.hooks import Hook, Hooks, SamplingHookFn, nll_hook, weight_sum
 from cookbook.metric_logger import MetricLogger
+from cookbook.pipeline import every, run_pipelined
 from cookbook.primitives import ServiceClient
 from cookbook.progress import StepProgress
 from cookbook.run_dir import RunDir
@@ -105,7 +106,7 @@ def train(
         return _Submitted(step, adam, tc.forward_backward(batch, "cross_entropy"), tc.optim_step(adam),
                           sum(d.model_input.length for d in batch), weight_sum(batch))
 
-    def finish(done: _Submitted, progress: StepProgress) -> None:
+    def finish(done: _Submitted) -> None:
         nonlocal last_finish
         out, opt = done.fb.result(), done.opt.result()
         now = time.monotonic()
@@ -113,30 +114,17 @@ def train(
         row.update(hooks.run(done.step, tc))
         logger.log(done.step, row)
         progress.update(done.step + 1, loss=row["train/loss"], tokens_per_s=row["tokens_per_s"])
-        if _every(done.step, config.save_every) and done.step != total - 1:
+        if every(done.step, config.save_every) and done.step != total - 1:
             checkpointing.save_checkpoint(run, tc, done.step + 1)
         last_finish = time.monotonic()  # hooks and checkpoints are not training time
 
     with StepProgress(total, start, "train", enabled=config.progress) as progress:
-        pending = None
-        for step in range(start, total):
-            current = submit(step)  # step N goes in before step N-1 is awaited
-            if pending is not None:
-                finish(pending, progress)
-            pending = current
-            if hooks.due(step) or _every(step, config.save_every):
-                finish(pending, progress)  # hooks and checkpoints see the weights after this step
-                pending = None
-        if pending is not None:
-            finish(pending, progress)
+        run_pipelined(start, total, submit, finish,
+                      wait_after=lambda step: bool(hooks.due(step)) or every(step, config.save_every))
 
     final = checkpointing.save_final(run, tc, total)
     logger.close()
     return RunResult(tc, total, final.state_path, final.sampler_path, run.metrics(), start)
-
-
-def _every(step: int, every: int) -> bool:
-    return every > 0 and (step + 1) % every == 0
 
 
 def _step_metrics(done: _Submitted, out: types.ForwardBackwardOutput, opt: types.OptimStepResponse | None,

@@ -1,0 +1,192 @@
+"""Comparison sources, and comparison -> pair of Datums.
+
+A comparison source is one string:
+
+- ``addition`` (or ``addition:<digits>``): synthetic comparisons for the tiny model, ``a+b`` with
+  the correct sum chosen over a wrong one (:func:`addition_comparisons`);
+- a ``.jsonl`` or ``.jsonl.gz`` file, one comparison per line;
+- ``hf:<name>`` (optionally ``hf:<name>:<config>``): a Hugging Face hub dataset, loaded by name
+  (``hf:Anthropic/hh-rlhf``, ``hf:HuggingFaceH4/ultrafeedback_binarized`` with ``split=train_prefs``).
+
+Every row is read by :func:`row_to_comparison`, in either format:
+
+- HH-RLHF transcripts: ``chosen`` and ``rejected`` are strings of ``\\n\\nHuman: ...\\n\\nAssistant: ...``
+  turns; the turns the two share are the prompt, the rest of each is its completion;
+- message lists: ``chosen`` and ``rejected`` are lists of chat messages (or strings: one assistant
+  message), with an optional ``prompt`` (a string: one user message, or a list of messages). When
+  ``chosen`` repeats the prompt (UltraFeedback-style full conversations), the shared prefix is the prompt.
+
+A row that cannot be read raises a :class:`cookbook.errors.DataError` naming the file and line (or row).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+import re
+from collections.abc import Callable, Collection, Sequence
+from pathlib import Path
+from typing import Any
+
+from tinker import types
+
+from cookbook.errors import ConfigError, DataError, MissingFileError, first_line
+from cookbook.preference.types import Comparison
+from cookbook.tasks import AdditionTask, task_from_spec
+from renderers import Message, Renderer, from_openai_messages
+
+_HH_TURN = re.compile(r"\n\n(Human|Assistant):[ \t]?")
+_HH_ROLES = {"Human": "user", "Assistant": "assistant"}
+
+
+def parse_hh_transcript(text: str) -> list[Message]:
+    """``"\\n\\nHuman: hi\\n\\nAssistant: hello"`` -> user and assistant messages (text before the
+    first turn marker is dropped; consecutive turns of one role are merged so roles alternate)."""
+    parts = _HH_TURN.split(text)
+    messages: list[Message] = []
+    for speaker, content in zip(parts[1::2], parts[2::2]):
+        role = _HH_ROLES[speaker]
+        if messages and messages[-1]["role"] == role:
+            messages[-1] = {"role": role, "content": messages[-1]["content"] + "\n\n" + content}
+        else:
+            messages.append({"role": role, "content": content})
+    return messages
+
+
+def split_shared_prefix(chosen: Sequence[Message], rejected: Sequence[Message], where: str = "row") -> Comparison:
+    """The comparison of two whole conversations: the messages they share (up to the last turn both
+    answer) are the prompt; what follows in each is its completion."""
+    n = 0
+    while n < min(len(chosen), len(rejected)) - 1 and chosen[n] == rejected[n]:
+        n += 1
+    while n > 0 and chosen[n - 1]["role"] == "assistant":  # a completion starts with an assistant turn
+        n -= 1
+    if n == 0:
+        raise DataError(f"{where}: chosen and rejected share no prompt")
+    return Comparison(list(chosen[:n]), list(chosen[n:]), list(rejected[n:]))
+
+
+def _messages(value: Any, where: str, field: str, default_role: str) -> list[Message]:
+    if isinstance(value, str):
+        return [{"role": default_role, "content": value}]
+    if isinstance(value, dict):
+        value = [value]
+    try:
+        return from_openai_messages(list(value))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise DataError(f"{where}: {field!r} is neither a string nor a list of chat messages ({exc!r})") from None
+
+
+def row_to_comparison(row: Any, where: str = "row") -> Comparison:
+    """One row in either format of the module docstring -> a :class:`Comparison`."""
+    if not isinstance(row, dict) or "chosen" not in row or "rejected" not in row:
+        fields = sorted(row) if isinstance(row, dict) else type(row).__name__
+        raise DataError(f"{where}: a comparison row needs 'chosen' and 'rejected' fields; got {fields}")
+    chosen, rejected = row["chosen"], row["rejected"]
+    if isinstance(chosen, str) and isinstance(rejected, str) and "prompt" not in row:
+        if not _HH_TURN.search(chosen):
+            raise DataError(f"{where}: 'chosen' is a string with no '\\n\\nHuman:' turns and there is no 'prompt'")
+        return split_shared_prefix(parse_hh_transcript(chosen), parse_hh_transcript(rejected), where)
+    chosen = _messages(chosen, where, "chosen", "assistant")
+    rejected = _messages(rejected, where, "rejected", "assistant")
+    if "prompt" not in row:
+        return split_shared_prefix(chosen, rejected, where)
+    prompt = _messages(row["prompt"], where, "prompt", "user")
+    n = len(prompt)
+    if chosen[:n] == prompt and rejected[:n] == prompt and len(chosen) > n and len(rejected) > n:
+        chosen, rejected = chosen[n:], rejected[n:]  # full conversations that repeat the prompt
+    elif len(chosen) > 1 and len(rejected) > 1 and chosen[0] == rejected[0] and chosen[0]["role"] != "assistant":
+        return split_shared_prefix(chosen, rejected, where)
+    return Comparison(prompt, chosen, rejected)
+
+
+def load_comparisons(source: str, *, split: str = "train", n_synthetic: int = 2000, seed: int = 0,
+                     max_examples: int | None = None) -> list[Comparison]:
+    """All comparisons of a source (see the module docstring); at most ``max_examples`` of them."""
+    task = task_from_spec(source)
+    if task is not None:
+        if not isinstance(task, AdditionTask):
+            raise DataError(f"{source}: no synthetic comparisons for this task")
+        return addition_comparisons(n_synthetic, digits=task.digits, seed=seed)
+    rows, where = _load_rows(source, split)
+    n = len(rows) if max_examples is None else min(len(rows), max_examples)
+    return [row_to_comparison(rows[i], where(i)) for i in range(n)]
+
+
+def _load_rows(source: str, split: str) -> tuple[Sequence[Any], Callable[[int], str]]:
+    if source.startswith("hf:"):
+        import datasets
+
+        name, _, config = source[3:].partition(":")
+        try:
+            rows = datasets.load_dataset(name, config or None, split=split)
+        except (OSError, ValueError) as exc:  # not on the hub or in the cache, hub unreachable, unknown split
+            raise DataError(f"{source}: cannot load this hub dataset: {first_line(str(exc))}") from exc
+        return rows, lambda i: f"{source} row {i}"
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise MissingFileError(f"{source}: no such file (comparisons are a .jsonl or .jsonl.gz file, "
+                               "'addition', or 'hf:<name>')")
+    if not (path.name.endswith(".jsonl") or path.name.endswith(".jsonl.gz")):
+        raise DataError(f"{path}: unsupported comparison file; use .jsonl or .jsonl.gz")
+    rows, lines = [], []
+    with (gzip.open(path, "rt") if path.name.endswith(".gz") else open(path)) as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{number}: not valid JSON ({exc.msg}, column {exc.colno}); "
+                                "each line must be one JSON object") from None
+            lines.append(number)
+    return rows, lambda i: f"{path}:{lines[i]}"
+
+
+def addition_comparisons(n: int, *, digits: int = 2, seed: int = 0, exclude: Collection[str] = (),
+                         min_error: int = 1, max_error: int = 20) -> list[Comparison]:
+    """``a+b`` with the correct sum chosen over a wrong one: the sum plus or minus a random error in
+    ``[min_error, max_error]`` (never negative)."""
+    if not 1 <= min_error <= max_error:
+        raise ConfigError(f"need 1 <= min_error <= max_error, got {min_error} and {max_error}")
+    task = AdditionTask(digits=digits)
+    rng = random.Random(seed + 7919)
+    out = []
+    for problem in task.problems(n, seed=seed, exclude=exclude):
+        right = int(problem.reference)
+        error = rng.randint(min_error, max_error)
+        wrong = right - error if right - error >= 0 and rng.random() < 0.5 else right + error
+        out.append(Comparison(problem.messages, [{"role": "assistant", "content": problem.reference}],
+                              [{"role": "assistant", "content": str(wrong)}]))
+    return out
+
+
+def completion_datum(prompt: Sequence[Message], completion: Sequence[Message], renderer: Renderer,
+                     max_length: int | None = None) -> types.Datum | None:
+    """Next-token datum of ``prompt + completion`` with weight 1 on the completion's tokens only;
+    None when no completion token survives truncation to ``max_length`` tokens."""
+    messages = [{**m, "trainable": False} for m in prompt] + [{**m, "trainable": True} for m in completion]
+    model_input, weights = renderer.build_supervised_example(messages, "customized")
+    tokens = model_input.to_ints()
+    if max_length is not None:
+        tokens, weights = tokens[: max_length + 1], weights[: max_length + 1]
+    if len(tokens) < 2 or not any(weights[1:]):
+        return None
+    return types.Datum(model_input=types.ModelInput.from_ints(tokens[:-1]),
+                       loss_fn_inputs={"target_tokens": tokens[1:], "weights": [float(w) for w in weights[1:]]})
+
+
+def comparison_to_pair(comparison: Comparison, renderer: Renderer,
+                       max_length: int | None = None) -> tuple[types.Datum, types.Datum] | None:
+    """(chosen datum, rejected datum), or None when either completion is truncated away."""
+    chosen = completion_datum(comparison.prompt, comparison.chosen, renderer, max_length)
+    rejected = completion_datum(comparison.prompt, comparison.rejected, renderer, max_length)
+    return None if chosen is None or rejected is None else (chosen, rejected)
+
+
+def comparisons_to_pairs(comparisons: Sequence[Comparison], renderer: Renderer,
+                         max_length: int | None = None) -> list[tuple[types.Datum, types.Datum]]:
+    """Pairs of the comparisons that keep a trained token on both sides."""
+    pairs = (comparison_to_pair(c, renderer, max_length) for c in comparisons)
+    return [p for p in pairs if p is not None]

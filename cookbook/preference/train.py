@@ -1,0 +1,277 @@
+"""The DPO loop, written only against the Tinker primitives.
+
+Data: pairs of Datums (chosen, rejected) of one comparison (``cookbook.preference.data``), weights 1
+on the completion tokens. A completion's sequence logprob is the weight-masked sum of its token
+logprobs. Per step, over the batch's pairs::
+
+    chosen_reward   = beta * (policy(chosen)   - reference(chosen))
+    rejected_reward = beta * (policy(rejected) - reference(rejected))
+    loss = mean over pairs of -logsigmoid(chosen_reward - rejected_reward)
+           + sft_weight * (NLL of the chosen tokens / number of chosen tokens)
+
+The policy logprobs are differentiable through ``forward_backward_custom``. The reference is a
+frozen sampling client: the base model (no adapter), ``reference_path``, or by default the weights
+the run starts from (``load_checkpoint_path`` when set). Reference logprobs are computed once per
+comparison (``SamplingClient.compute_logprobs``, all pairs of a batch submitted together) and cached
+by example index, never recomputed. Metrics per step: ``dpo/loss``, ``dpo/accuracy`` (chosen reward
+> rejected reward), ``dpo/margin`` (their mean difference), ``dpo/chosen_reward``,
+``dpo/rejected_reward``, ``learning_rate``, ``optim/grad_norm``; with held-out pairs, the same as
+``test/...`` plus ``test/policy_accuracy`` (raw policy logprob of chosen > rejected) every
+``eval_every`` steps and at the end.
+
+Shape as in the SFT loop: step N+1 is submitted before step N is awaited; hooks and checkpoints wait
+for the step they follow; rerunning with the same ``log_path`` resumes from the last checkpoint.
+
+Composes the shared layer (``cookbook.config``, ``cookbook.hooks``, ``cookbook.checkpointing``); clients
+are typed by ``cookbook.primitives``. Imports no other loop.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import chz
+import torch
+from tinker import APIFuture, types
+
+from cookbook import checkpointing
+from cookbook.checkpointing import RunResult
+from cookbook.config import OptimizerConfig, RunConfig, make_service
+from cookbook.errors import ConfigError, DataError
+from cookbook.hooks import Hook, Hooks, SamplingHookFn
+from cookbook.metric_logger import MetricLogger
+from cookbook.pipeline import every, run_pipelined
+from cookbook.primitives import SamplingClient, ServiceClient, TrainingClient, ready
+from cookbook.progress import StepProgress
+from cookbook.run_dir import RunDir
+
+Pair = tuple[types.Datum, types.Datum]  # (chosen, rejected)
+
+
+@chz.chz
+class DPOConfig(RunConfig, OptimizerConfig):
+    """Everything the DPO loop needs that is not data (run and optimizer settings: ``cookbook.config``)."""
+
+    base_model: str = "tiny"
+    lora_rank: int = 32
+    beta: float = 0.1  # strength of the implicit KL constraint to the reference
+    sft_weight: float = 0.0  # weight of an added NLL term on the chosen completions (0: pure DPO)
+    batch_size: int = 16  # comparisons per step
+    num_epochs: int = 1
+    max_steps: int | None = None
+    eval_every: int = 0  # held-out preference metrics and eval hooks every N steps (0: only at the end)
+    save_every: int = 0  # resumable checkpoint every N steps (0: only at the end)
+    load_checkpoint_path: str | None = None  # start from these weights (fresh optimizer); resume wins over it
+    reference_path: str | None = None  # reference weights; default: load_checkpoint_path, else the base model
+    reference_base: bool = False  # use the base model (no adapter) as the reference even with load_checkpoint_path
+    log_path: str = "runs/dpo"
+
+
+@dataclass
+class DPOResult(RunResult):
+    reference_calls: int = 0  # compute_logprobs requests made (2 per comparison whose reference was needed)
+
+
+def sequence_logprob(logprobs: torch.Tensor | Sequence[float], datum: types.Datum) -> torch.Tensor:
+    """Weight-masked sum of a datum's per-target-token logprobs (differentiable for a tensor)."""
+    lp = torch.as_tensor(logprobs) if not isinstance(logprobs, torch.Tensor) else logprobs
+    weights = torch.as_tensor(datum.loss_fn_inputs["weights"].to_numpy(), dtype=lp.dtype, device=lp.device)
+    return (lp * weights).sum()
+
+
+def dpo_objective(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
+                  ref_rejected: torch.Tensor, beta: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """Mean DPO loss over pairs (1-D tensors of sequence logprobs) and its metrics (no prefix)."""
+    chosen_reward = beta * (policy_chosen - ref_chosen)
+    rejected_reward = beta * (policy_rejected - ref_rejected)
+    margin = chosen_reward - rejected_reward
+    loss = -torch.nn.functional.logsigmoid(margin).mean()
+    metrics = {"loss": float(loss.detach()), "accuracy": float((margin > 0).sum()) / margin.numel(),
+               "margin": float(margin.detach().mean()), "chosen_reward": float(chosen_reward.detach().mean()),
+               "rejected_reward": float(rejected_reward.detach().mean())}
+    return loss, metrics
+
+
+def dpo_loss_fn(references: Sequence[tuple[float, float]], beta: float, sft_weight: float = 0.0):
+    """The ``forward_backward_custom`` loss of a batch laid out ``[chosen_0, rejected_0, chosen_1, ...]``
+    with the pairs' reference sequence logprobs ``[(chosen, rejected), ...]``."""
+    def loss_fn(data: Sequence[types.Datum], logprobs: Sequence[torch.Tensor]):
+        seq = torch.stack([sequence_logprob(lp, d) for lp, d in zip(logprobs, data)])
+        ref = torch.tensor(references, dtype=seq.dtype, device=seq.device)
+        loss, metrics = dpo_objective(seq[0::2], seq[1::2], ref[:, 0], ref[:, 1], beta)
+        out = {f"dpo/{k}": v for k, v in metrics.items()}
+        if sft_weight:
+            chosen_tokens = sum(float(d.loss_fn_inputs["weights"].to_numpy().sum()) for d in data[0::2])
+            nll = -seq[0::2].sum() / max(chosen_tokens, 1e-9)
+            loss = loss + sft_weight * nll
+            out["dpo/sft_nll"] = float(nll.detach())
+        return loss, out
+    return loss_fn
+
+
+class ReferenceLogprobs:
+    """Reference sequence logprobs of pairs, computed once per pair index and cached.
+
+    A datum's full sequence is its input tokens plus its last target (the datums are next-token data);
+    ``compute_logprobs`` of that sequence, shifted by one, lines up with the targets.
+    """
+
+    def __init__(self, client: SamplingClient, pairs: Sequence[Pair]) -> None:
+        self.client, self.pairs = client, pairs
+        self.cache: dict[int, tuple[float, float]] = {}
+        self.calls = 0
+
+    def _submit(self, datum: types.Datum) -> APIFuture[list[float | None]]:
+        self.calls += 1
+        tokens = datum.model_input.to_ints() + [int(datum.loss_fn_inputs["target_tokens"].to_numpy()[-1])]
+        return self.client.compute_logprobs(types.ModelInput.from_ints(tokens))
+
+    @staticmethod
+    def _sum(future: APIFuture[list[float | None]], datum: types.Datum) -> float:
+        logprobs = [0.0 if x is None else x for x in future.result()[1:]]
+        return float(sequence_logprob(torch.tensor(logprobs, dtype=torch.float64), datum))
+
+    def get(self, indices: Sequence[int]) -> list[tuple[float, float]]:
+        """(chosen, rejected) reference logprobs of the pairs at ``indices``; missing ones are all
+        submitted before any is awaited."""
+        missing = sorted({i for i in indices if i not in self.cache})
+        futures = {i: (self._submit(self.pairs[i][0]), self._submit(self.pairs[i][1])) for i in missing}
+        for i, (chosen, rejected) in futures.items():
+            self.cache[i] = (self._sum(chosen, self.pairs[i][0]), self._sum(rejected, self.pairs[i][1]))
+        return [self.cache[i] for i in indices]
+
+
+def preference_metrics(training_client: TrainingClient, pairs: Sequence[Pair], reference: ReferenceLogprobs,
+                       beta: float, batch_size: int = 32) -> dict[str, float]:
+    """Held-out DPO metrics under the current weights (``forward``: no gradients), and
+    ``policy_accuracy``: the fraction of pairs whose policy logprob of chosen exceeds rejected's."""
+    refs = reference.get(range(len(pairs)))
+    futures = [training_client.forward([d for pair in pairs[i: i + batch_size] for d in pair], "cross_entropy")
+               for i in range(0, len(pairs), batch_size)]
+    data = [d for pair in pairs for d in pair]
+    outputs = [o["logprobs"].to_numpy() for f in futures for o in f.result().loss_fn_outputs]
+    seq = torch.stack([sequence_logprob(torch.tensor(lp, dtype=torch.float64), d) for lp, d in zip(outputs, data)])
+    ref = torch.tensor(refs, dtype=torch.float64)
+    _, metrics = dpo_objective(seq[0::2], seq[1::2], ref[:, 0], ref[:, 1], beta)
+    metrics["policy_accuracy"] = float((seq[0::2] > seq[1::2]).sum()) / len(pairs)
+    return metrics
+
+
+def preference_hook(pairs: Sequence[Pair], reference: ReferenceLogprobs, beta: float,
+                    every: int | None = None) -> Hook:
+    """A training-client hook with :func:`preference_metrics` of held-out ``pairs``."""
+    return Hook(lambda tc: preference_metrics(tc, pairs, reference, beta), client="training", every=every)
+
+
+def reference_client(config: DPOConfig, service: ServiceClient) -> SamplingClient:
+    """The frozen reference: ``reference_path``, else ``load_checkpoint_path`` (unless ``reference_base``),
+    else the base model with no adapter."""
+    path = config.reference_path or (None if config.reference_base else config.load_checkpoint_path)
+    if path:
+        return ready(service.create_sampling_client(model_path=path))
+    return ready(service.create_sampling_client(base_model=config.base_model))
+
+
+def batch_order(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """One epoch of full batches of pair indices, shuffled with (seed, epoch)."""
+    order = list(range(n))
+    random.Random(seed * 1_000_003 + epoch).shuffle(order)
+    return [order[i: i + batch_size] for i in range(0, n - batch_size + 1, batch_size)]
+
+
+@dataclass
+class _Submitted:
+    step: int
+    adam: types.AdamParams
+    fb: APIFuture[types.ForwardBackwardOutput]
+    opt: APIFuture[types.OptimStepResponse]
+    tokens: int
+
+
+def train(
+    config: DPOConfig,
+    train_pairs: Sequence[Pair],
+    test_pairs: Sequence[Pair] = (),
+    *,
+    eval_hooks: Mapping[str, Hook | SamplingHookFn] | None = None,
+    run_config: dict[str, Any] | None = None,
+    service: ServiceClient | None = None,
+    reference: SamplingClient | None = None,
+) -> DPOResult:
+    """Train a LoRA adapter with DPO on ``train_pairs``; see the module docstring.
+
+    Args:
+        test_pairs: held-out pairs; their preference metrics are logged as ``test/...`` with the hooks.
+        eval_hooks: name -> hook (``cookbook.hooks``), run every ``eval_every`` steps and at the end.
+        run_config: what is written to ``config.json`` (default: ``config``).
+        service: a service client to use instead of making one from ``config.backend``.
+        reference: the reference sampling client to use instead of :func:`reference_client`'s.
+    """
+    if not train_pairs:
+        raise DataError("no training comparisons")
+    if config.batch_size < 1 or config.batch_size > len(train_pairs):
+        raise ConfigError(f"batch_size {config.batch_size} must be between 1 and the number of comparisons "
+                          f"({len(train_pairs)})")
+    run = RunDir(config.log_path, run_config or chz.asdict(config), config.if_exists)
+    per_epoch = len(train_pairs) // config.batch_size
+    total = per_epoch * config.num_epochs
+    total = min(total, config.max_steps) if config.max_steps is not None else total
+    service = service or make_service(config)
+    reference = reference or reference_client(config, service)
+    train_ref = ReferenceLogprobs(reference, train_pairs)
+    test_ref = ReferenceLogprobs(reference, test_pairs)
+    hooks = Hooks({**({"test": preference_hook(test_pairs, test_ref, config.beta)} if test_pairs else {}),
+                   **(eval_hooks or {})}, default_every=config.eval_every, total_steps=total)
+
+    def calls() -> int:
+        return train_ref.calls + test_ref.calls
+
+    if run.is_finished():
+        tc, final = checkpointing.finished(run, service)
+        return DPOResult(tc, total, final.state_path, final.sampler_path, run.metrics(), total, calls())
+    tc, start = checkpointing.start_or_resume(run, service, base_model=config.base_model, lora_rank=config.lora_rank,
+                                              seed=config.seed, init_from=config.load_checkpoint_path)
+    logger = MetricLogger(run, wandb_project=config.wandb_project, wandb_name=config.wandb_name, resume_step=start)
+    epochs: dict[int, list[list[int]]] = {}
+    last_finish = time.monotonic()
+
+    def submit(step: int) -> _Submitted:
+        epoch, index = divmod(step, per_epoch)
+        if epoch not in epochs:
+            epochs.clear()
+            epochs[epoch] = batch_order(len(train_pairs), config.batch_size, config.seed, epoch)
+        indices = epochs[epoch][index]
+        data = [d for i in indices for d in train_pairs[i]]
+        loss_fn = dpo_loss_fn(train_ref.get(indices), config.beta, config.sft_weight)
+        adam = config.adam_params(step, total)
+        return _Submitted(step, adam, tc.forward_backward_custom(data, loss_fn), tc.optim_step(adam),
+                          sum(d.model_input.length for d in data))
+
+    def finish(done: _Submitted) -> None:
+        nonlocal last_finish
+        out, opt = done.fb.result(), done.opt.result()
+        elapsed = time.monotonic() - last_finish
+        row = {k: v for k, v in out.metrics.items() if k.startswith("dpo/")}
+        row.update({"learning_rate": done.adam.learning_rate, "tokens": done.tokens,
+                    "tokens_per_s": done.tokens / max(elapsed, 1e-9), "step_time_s": elapsed})
+        if opt is not None and opt.metrics:
+            row.update({f"optim/{k.split(':')[0]}": v for k, v in opt.metrics.items() if k.startswith("grad_norm")})
+        row.update(hooks.run(done.step, tc))
+        logger.log(done.step, row)
+        progress.update(done.step + 1, loss=row.get("dpo/loss", float("nan")), tokens_per_s=row["tokens_per_s"])
+        if every(done.step, config.save_every) and done.step != total - 1:
+            checkpointing.save_checkpoint(run, tc, done.step + 1)
+        last_finish = time.monotonic()
+
+    with StepProgress(total, start, "dpo", enabled=config.progress) as progress:
+        run_pipelined(start, total, submit, finish,
+                      wait_after=lambda step: bool(hooks.due(step)) or every(step, config.save_every))
+
+    final = checkpointing.save_final(run, tc, total)
+    logger.close()
+    return DPOResult(tc, total, final.state_path, final.sampler_path, run.metrics(), start, calls())
+

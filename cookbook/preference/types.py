@@ -1,0 +1,20 @@
+"""What a user provides to preference learning: comparisons of two completions of one prompt."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from renderers import Message
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """``chosen`` is preferred over ``rejected`` as the continuation of ``prompt``.
+
+    ``prompt`` is the conversation so far (ending with the turn the completions answer); ``chosen``
+    and ``rejected`` are one or more messages each (usually one assistant message).
+    """
+
+    prompt: list[Message]
+    chosen: list[Message]
+    rejected: list[Message]

@@ -1,0 +1,1 @@
+"""Preference-learning (DPO) recipes: ``python -m recipes.dpo.<name> key=value ...`` (``cookbook run dpo/<name>``)."""

@@ -1,0 +1,108 @@
+"""DPO on addition for the tiny model: the correct sum is preferred over a wrong one.
+
+    cookbook run dpo/addition                                   # short SFT, then DPO
+    cookbook run dpo/addition load_checkpoint_path=local://...  # DPO from an existing checkpoint
+    cookbook run dpo/addition min_error=1 max_error=20          # harder: near-miss wrong sums
+
+A short SFT (``sft_steps`` steps of the addition chat task) teaches the answer format but not the
+sums. DPO then trains on synthetic comparisons (``cookbook.preference.data.addition_comparisons``:
+the rejected answer is the sum plus or minus a random error in ``[min_error, max_error]``) against
+the SFT weights as the frozen reference. Held-out comparisons (problems never trained on) are
+measured before and after: ``policy_accuracy`` (the policy's logprob of the correct sum exceeds the
+wrong one's) and ``accuracy`` (implicit reward of chosen > rejected, i.e. the margin over the
+reference); ``summary.json`` holds both.
+
+Measured on 2 CPU cores (from the same 40-step SFT checkpoint): with the default error of 100,
+policy accuracy 79.0% -> 99.5% (implicit reward 99.5%) in 120 DPO steps, 115 s; with near misses
+(``min_error=1 max_error=20``) the start is 50.5%, but DPO has to learn addition itself and moves
+slowly (60-70% after 100-300 steps).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import chz
+
+from cookbook.config import make_service
+from cookbook.preference.data import addition_comparisons, comparisons_to_pairs
+from cookbook.preference.train import DPOConfig, ReferenceLogprobs, preference_metrics, reference_client, train
+from cookbook.primitives import ready
+from cookbook.recipe_cli import run_recipe
+from cookbook.supervised.data import conversations_to_data
+from cookbook.supervised.train import TrainConfig
+from cookbook.supervised.train import train as sft_train
+from cookbook.tasks import AdditionTask
+from cookbook.tokenizer_utils import get_tokenizer
+from renderers import get_renderer
+
+
+@chz.chz
+class Config(DPOConfig):
+    renderer: str = "tiny"
+    digits: int = 2
+    n_train: int = 4000  # training comparisons
+    n_test: int = 200  # held-out comparisons
+    min_error: int = 100  # the rejected answer is the sum +- a random error in [min_error, max_error]
+    max_error: int = 100
+    sft_steps: int = 40  # SFT steps (batch 64, lr 1e-3, in <log_path>_sft) when load_checkpoint_path is unset
+    beta: float = 0.5
+    learning_rate: float = 1e-3
+    batch_size: int = 32
+    max_steps: int | None = 120
+    grad_clip_norm: float = 1.0
+    eval_every: int = 40
+    log_path: str = "runs/dpo_addition"
+
+
+def main(config: Config) -> dict:
+    started = time.monotonic()
+    renderer = get_renderer(config.renderer, get_tokenizer(config.base_model))
+    task = AdditionTask(digits=config.digits)
+    test_problems = task.problems(config.n_test, seed=config.seed + 1)
+    held_out = {task.key(p) for p in test_problems}
+    service = make_service(config)
+
+    if not config.load_checkpoint_path and config.sft_steps > 0:
+        sft_conversations = task.conversations(config.sft_steps * 64, seed=config.seed + 2, exclude=held_out)
+        sft = TrainConfig(base_model=config.base_model, lora_rank=config.lora_rank, batch_size=64,
+                          max_steps=config.sft_steps, learning_rate=1e-3, warmup_steps=5, grad_clip_norm=1.0,
+                          log_path=config.log_path + "_sft", if_exists=config.if_exists,
+                          seed=config.seed, progress=config.progress)
+        result = sft_train(sft, conversations_to_data(sft_conversations, renderer, "last_assistant_message"),
+                           service=service)
+        config = chz.replace(config, load_checkpoint_path=result.final_state_path)
+
+    train_pairs = comparisons_to_pairs(addition_comparisons(config.n_train, digits=config.digits, seed=config.seed,
+                                                            exclude=held_out, min_error=config.min_error,
+                                                            max_error=config.max_error), renderer)
+    test_pairs = comparisons_to_pairs(addition_comparisons(config.n_test, digits=config.digits, seed=config.seed + 1,
+                                                           min_error=config.min_error, max_error=config.max_error),
+                                      renderer)
+    reference = reference_client(config, service)
+    start_client = (ready(service.create_training_client_from_state(config.load_checkpoint_path))
+                    if config.load_checkpoint_path
+                    else ready(service.create_lora_training_client(config.base_model, rank=config.lora_rank)))
+    before = preference_metrics(start_client, test_pairs, ReferenceLogprobs(reference, test_pairs), config.beta)
+    print(f"held-out preference accuracy at the start: policy {before['policy_accuracy']:.1%} "
+          f"({len(test_pairs)} comparisons)")
+
+    result = train(config, train_pairs, test_pairs, service=service, reference=reference)
+    last = result.metrics[-1]
+    summary = {"policy_accuracy_before": before["policy_accuracy"],
+               "policy_accuracy_after": last["test/policy_accuracy"],
+               "implicit_accuracy_after": last["test/accuracy"], "margin_after": last["test/margin"],
+               "steps": result.steps, "reference_calls": result.reference_calls,
+               "seconds": round(time.monotonic() - started, 1), "start_checkpoint": config.load_checkpoint_path,
+               "checkpoint": result.final_state_path, "log_path": config.log_path}
+    (Path(config.log_path) / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(f"held-out preference accuracy: policy {summary['policy_accuracy_before']:.1%} -> "
+          f"{summary['policy_accuracy_after']:.1%}, implicit reward {summary['implicit_accuracy_after']:.1%} "
+          f"after {result.steps} DPO steps in {summary['seconds']:.0f}s; run directory: {config.log_path}")
+    return summary
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_recipe(Config, main, group="dpo"))
