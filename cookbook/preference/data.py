@@ -21,8 +21,6 @@ A row that cannot be read raises a :class:`cookbook.errors.DataError` naming the
 
 from __future__ import annotations
 
-import gzip
-import json
 import random
 import re
 from collections.abc import Callable, Collection, Sequence
@@ -31,8 +29,9 @@ from typing import Any
 
 from tinker import types
 
-from cookbook.errors import ConfigError, DataError, MissingFileError, first_line
+from cookbook.errors import ConfigError, DataError, MissingFileError
 from cookbook.preference.types import Comparison
+from cookbook.rows import load_hub, read_jsonl
 from cookbook.tasks import AdditionTask, task_from_spec
 from renderers import Message, Renderer, from_openai_messages
 
@@ -116,32 +115,14 @@ def load_comparisons(source: str, *, split: str = "train", n_synthetic: int = 20
 
 def _load_rows(source: str, split: str) -> tuple[Sequence[Any], Callable[[int], str]]:
     if source.startswith("hf:"):
-        import datasets
-
-        name, _, config = source[3:].partition(":")
-        try:
-            rows = datasets.load_dataset(name, config or None, split=split)
-        except (OSError, ValueError) as exc:  # not on the hub or in the cache, hub unreachable, unknown split
-            raise DataError(f"{source}: cannot load this hub dataset: {first_line(str(exc))}") from exc
-        return rows, lambda i: f"{source} row {i}"
+        return load_hub(source, split)
     path = Path(source).expanduser()
     if not path.is_file():
         raise MissingFileError(f"{source}: no such file (comparisons are a .jsonl or .jsonl.gz file, "
                                "'addition', or 'hf:<name>')")
     if not (path.name.endswith(".jsonl") or path.name.endswith(".jsonl.gz")):
         raise DataError(f"{path}: unsupported comparison file; use .jsonl or .jsonl.gz")
-    rows, lines = [], []
-    with (gzip.open(path, "rt") if path.name.endswith(".gz") else open(path)) as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{number}: not valid JSON ({exc.msg}, column {exc.colno}); "
-                                "each line must be one JSON object") from None
-            lines.append(number)
-    return rows, lambda i: f"{path}:{lines[i]}"
+    return read_jsonl(path)
 
 
 def addition_comparisons(n: int, *, digits: int = 2, seed: int = 0, exclude: Collection[str] = (),

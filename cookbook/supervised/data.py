@@ -25,6 +25,7 @@ from typing import Any
 from tinker import types
 
 from cookbook.errors import ConfigError, DataError, MissingFileError, first_line
+from cookbook.rows import load_hub, read_jsonl
 from cookbook.supervised.types import Conversation
 from cookbook.tasks import task_from_spec
 from renderers import Renderer, ToolSpec, TrainOnWhat, from_openai_messages
@@ -56,14 +57,7 @@ def _load_rows(spec: DatasetSpec) -> tuple[Sequence[Any], Callable[[int], str]]:
     """The rows of a file, directory or hub dataset, and where row ``i`` is (``file:line`` or ``file row i``)."""
     source = spec.source
     if source.startswith("hf:"):
-        import datasets
-
-        name, _, config = source[3:].partition(":")
-        try:
-            rows = datasets.load_dataset(name, config or None, split=spec.split)
-        except (OSError, ValueError) as exc:  # not on the hub or in the cache, hub unreachable, unknown split
-            raise DataError(f"{source}: cannot load this hub dataset: {first_line(str(exc))}") from exc
-        return rows, lambda i: f"{source} row {i}"
+        return load_hub(source, spec.split)
     path = Path(source).expanduser()
 
     def by_index(i: int) -> str:
@@ -86,7 +80,7 @@ def _load_rows(spec: DatasetSpec) -> tuple[Sequence[Any], Callable[[int], str]]:
                                "a directory saved with datasets.save_to_disk, 'addition', or 'hf:<name>')")
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        return _read_jsonl(path)
+        return read_jsonl(path)
     if suffix == ".json":
         try:
             data = json.loads(path.read_text())
@@ -102,21 +96,6 @@ def _load_rows(spec: DatasetSpec) -> tuple[Sequence[Any], Callable[[int], str]]:
 
         return datasets.Dataset.from_parquet(str(path)), by_index
     raise DataError(f"{path}: unsupported dataset file; use .jsonl, .json or .parquet")
-
-
-def _read_jsonl(path: Path) -> tuple[list[Any], Callable[[int], str]]:
-    rows, lines = [], []
-    with open(path) as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{number}: not valid JSON ({exc.msg}, column {exc.colno}); "
-                                "each line must be one JSON object") from None
-            lines.append(number)
-    return rows, lambda i: f"{path}:{lines[i]}"
 
 
 def _row_to_conversation(row: Any, spec: DatasetSpec, where: str) -> Conversation:
