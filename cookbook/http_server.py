@@ -4,17 +4,39 @@ Both servers (``cookbook.serve``, the OpenAI-compatible one, and ``cookbook.back
 wrap this. The socket is bound here with ``IPPROTO_TCP`` so that asyncio sets ``TCP_NODELAY`` on
 connections; without it every request paid ~48 ms of delayed-ACK latency in measurements.
 
-A leaf: imports uvicorn only.
+:func:`check_listen` is the servers' shared refusal to listen off loopback without keys.
+
+A leaf: imports uvicorn and ``cookbook.errors`` only.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import threading
 import time
 from typing import Any
 
 import uvicorn
+
+from cookbook.errors import ConfigError
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_listen(host: str, port: int, *, has_keys: bool, keys_hint: str) -> None:
+    """Refuse a port out of range, and a host other machines can reach when no API keys are set."""
+    if not has_keys and not is_loopback(host):
+        raise ConfigError(f"host={host} is reachable from other machines: {keys_hint} or listen on 127.0.0.1")
+    if not 0 <= port < 65536:
+        raise ConfigError(f"port must be in 0..65535, got {port}")
 
 
 class AppThread:

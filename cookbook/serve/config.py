@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import ipaddress
-
 import chz
 
 from cookbook.errors import ConfigError
+from cookbook.http_server import check_listen
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
@@ -30,22 +29,9 @@ class ServeConfig:
     def served_name(self) -> str:
         return self.model_name or self.model_path or self.base_model
 
-    @property
-    def loopback(self) -> bool:
-        if self.host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False
-
     def check(self) -> ServeConfig:
         """Raise :class:`ConfigError` for settings the server refuses to start with; return self."""
-        if not self.loopback and not self.api_key:
-            raise ConfigError(f"host={self.host} is reachable from other machines: set api_key=... or listen on "
-                              "127.0.0.1")
-        if not 0 <= self.port < 65536:
-            raise ConfigError(f"port must be in 0..65535, got {self.port}")
+        check_listen(self.host, self.port, has_keys=bool(self.api_key), keys_hint="set api_key=...")
         if self.max_tokens < 1 or self.max_n < 1:
             raise ConfigError("max_tokens and max_n must be >= 1")
         if self.api_key is not None and not self.api_key.strip():

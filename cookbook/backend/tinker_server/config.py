@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 
 from cookbook.errors import ConfigError
+from cookbook.http_server import check_listen
 
 
 @dataclass(frozen=True)
@@ -33,22 +33,10 @@ class ServerConfig:
     threads: int = 32  # threads that submit to the backend (model creation and snapshots block one each)
     log_level: str = "info"
 
-    @property
-    def loopback(self) -> bool:
-        if self.host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False
-
     def check(self) -> ServerConfig:
         """Raise :class:`ConfigError` for settings the server refuses to start with; return self."""
-        if not self.allowed_keys and not self.loopback:
-            raise ConfigError(f"host={self.host} is reachable from other machines: give allowed_keys=... (or "
-                              "allowed_keys_file=...) or listen on 127.0.0.1")
-        if not 0 <= self.port < 65536:
-            raise ConfigError(f"port must be in 0..65535, got {self.port}")
+        check_listen(self.host, self.port, has_keys=bool(self.allowed_keys),
+                     keys_hint="give allowed_keys=... (or allowed_keys_file=...)")
         for name in ("max_request_bytes", "fwdbwd_max_chunk_len", "max_pending_samples", "max_seq_ahead", "threads"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
