@@ -13,7 +13,7 @@ wrong one's) and ``accuracy`` (implicit reward of chosen > rejected, i.e. the ma
 reference); ``summary.json`` holds both.
 
 Measured on 2 CPU cores (from the same 40-step SFT checkpoint): with the default error of 100,
-policy accuracy 79.0% -> 99.5% (implicit reward 99.5%) in 120 DPO steps, 115 s; with near misses
+policy accuracy 79.0% -> 99.5% (implicit reward 99.5%) in 120 DPO steps (279 s beside another job); with near misses
 (``min_error=1 max_error=20``) the start is 50.5%, but DPO has to learn addition itself and moves
 slowly (60-70% after 100-300 steps).
 """
