@@ -44,7 +44,7 @@ from cookbook.config import OptimizerConfig, RunConfig, make_service
 from cookbook.errors import ConfigError, DataError
 from cookbook.hooks import Hook, Hooks, SamplingHookFn
 from cookbook.metric_logger import MetricLogger
-from cookbook.pipeline import every, run_pipelined
+from cookbook.pipeline import Submitted, every, run_pipelined, step_metrics
 from cookbook.primitives import SamplingClient, ServiceClient, TrainingClient, ready
 from cookbook.progress import StepProgress
 from cookbook.run_dir import RunDir
@@ -183,15 +183,6 @@ def batch_order(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int
     return [order[i: i + batch_size] for i in range(0, n - batch_size + 1, batch_size)]
 
 
-@dataclass
-class _Submitted:
-    step: int
-    adam: types.AdamParams
-    fb: APIFuture[types.ForwardBackwardOutput]
-    opt: APIFuture[types.OptimStepResponse]
-    tokens: int
-
-
 def train(
     config: DPOConfig,
     train_pairs: Sequence[Pair],
@@ -239,7 +230,7 @@ def train(
     epochs: dict[int, list[list[int]]] = {}
     last_finish = time.monotonic()
 
-    def submit(step: int) -> _Submitted:
+    def submit(step: int) -> Submitted:
         epoch, index = divmod(step, per_epoch)
         if epoch not in epochs:
             epochs.clear()
@@ -248,18 +239,15 @@ def train(
         data = [d for i in indices for d in train_pairs[i]]
         loss_fn = dpo_loss_fn(train_ref.get(indices), config.beta, config.sft_weight)
         adam = config.adam_params(step, total)
-        return _Submitted(step, adam, tc.forward_backward_custom(data, loss_fn), tc.optim_step(adam),
+        return Submitted(step, adam, tc.forward_backward_custom(data, loss_fn), tc.optim_step(adam),
                           sum(d.model_input.length for d in data))
 
-    def finish(done: _Submitted) -> None:
+    def finish(done: Submitted) -> None:
         nonlocal last_finish
         out, opt = done.fb.result(), done.opt.result()
         elapsed = time.monotonic() - last_finish
         row = {k: v for k, v in out.metrics.items() if k.startswith("dpo/")}
-        row.update({"learning_rate": done.adam.learning_rate, "tokens": done.tokens,
-                    "tokens_per_s": done.tokens / max(elapsed, 1e-9), "step_time_s": elapsed})
-        if opt is not None and opt.metrics:
-            row.update({f"optim/{k.split(':')[0]}": v for k, v in opt.metrics.items() if k.startswith("grad_norm")})
+        row.update(step_metrics(done, opt, elapsed))
         row.update(hooks.run(done.step, tc))
         logger.log(done.step, row)
         progress.update(done.step + 1, loss=row.get("dpo/loss", float("nan")), tokens_per_s=row["tokens_per_s"])

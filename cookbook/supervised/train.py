@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import chz
-from tinker import APIFuture, types
+from tinker import types
 
 from cookbook import checkpointing
 from cookbook.checkpointing import RunResult
@@ -26,7 +25,7 @@ from cookbook.config import OptimizerConfig, RunConfig, make_service
 from cookbook.errors import ConfigError, DataError
 from cookbook.hooks import Hook, Hooks, SamplingHookFn, nll_hook, weight_sum
 from cookbook.metric_logger import MetricLogger
-from cookbook.pipeline import every, run_pipelined
+from cookbook.pipeline import Submitted, every, run_pipelined, step_metrics
 from cookbook.primitives import ServiceClient
 from cookbook.progress import StepProgress
 from cookbook.run_dir import RunDir
@@ -46,16 +45,6 @@ class TrainConfig(RunConfig, OptimizerConfig):
     eval_every: int = 0  # test NLL and eval hooks every N steps (0: only at the end)
     save_every: int = 0  # resumable checkpoint every N steps (0: only at the end)
     log_path: str = "runs/sft"
-
-
-@dataclass
-class _Submitted:
-    step: int
-    adam: types.AdamParams
-    fb: APIFuture[types.ForwardBackwardOutput]
-    opt: APIFuture[types.OptimStepResponse]
-    tokens: int
-    weight: float
 
 
 def num_steps(config: TrainConfig, n_batches_per_epoch: int) -> int:
@@ -100,17 +89,18 @@ def train(
     logger = MetricLogger(run, wandb_project=config.wandb_project, wandb_name=config.wandb_name, resume_step=start)
     last_finish = time.monotonic()
 
-    def submit(step: int) -> _Submitted:
+    def submit(step: int) -> Submitted:
         batch = [train_data[i] for i in batches[step]]
         adam = config.adam_params(step, total)
-        return _Submitted(step, adam, tc.forward_backward(batch, "cross_entropy"), tc.optim_step(adam),
+        return Submitted(step, adam, tc.forward_backward(batch, "cross_entropy"), tc.optim_step(adam),
                           sum(d.model_input.length for d in batch), weight_sum(batch))
 
-    def finish(done: _Submitted) -> None:
+    def finish(done: Submitted) -> None:
         nonlocal last_finish
         out, opt = done.fb.result(), done.opt.result()
         now = time.monotonic()
-        row = _step_metrics(done, out, opt, elapsed=now - last_finish)
+        row = {"train/loss": out.metrics["loss:sum"] / max(done.weight, 1e-9),
+               **step_metrics(done, opt, elapsed=now - last_finish)}
         row.update(hooks.run(done.step, tc))
         logger.log(done.step, row)
         progress.update(done.step + 1, loss=row["train/loss"], tokens_per_s=row["tokens_per_s"])
@@ -126,11 +116,3 @@ def train(
     logger.close()
     return RunResult(tc, total, final.state_path, final.sampler_path, run.metrics(), start)
 
-
-def _step_metrics(done: _Submitted, out: types.ForwardBackwardOutput, opt: types.OptimStepResponse | None,
-                  elapsed: float) -> dict[str, Any]:
-    row = {"train/loss": out.metrics["loss:sum"] / max(done.weight, 1e-9), "learning_rate": done.adam.learning_rate,
-           "tokens": done.tokens, "tokens_per_s": done.tokens / max(elapsed, 1e-9), "step_time_s": elapsed}
-    if opt is not None and opt.metrics:
-        row.update({f"optim/{k.split(':')[0]}": v for k, v in opt.metrics.items() if k.startswith("grad_norm")})
-    return row
