@@ -32,7 +32,7 @@ from tinker import types
 from cookbook.errors import ConfigError, DataError, MissingFileError
 from cookbook.preference.types import Comparison
 from cookbook.rows import load_hub, read_jsonl
-from cookbook.tasks import AdditionTask, task_from_spec
+from cookbook.tasks import AdditionTask, Problem, task_from_spec
 from renderers import Message, Renderer, from_openai_messages
 
 _HH_TURN = re.compile(r"\n\n(Human|Assistant):[ \t]?")
@@ -138,9 +138,32 @@ def addition_comparisons(n: int, *, digits: int = 2, seed: int = 0, exclude: Col
         right = int(problem.reference)
         error = rng.randint(min_error, max_error)
         wrong = right - error if right - error >= 0 and rng.random() < 0.5 else right + error
-        out.append(Comparison(problem.messages, [{"role": "assistant", "content": problem.reference}],
-                              [{"role": "assistant", "content": str(wrong)}]))
+        out.append(_sum_comparison(problem, wrong))
     return out
+
+
+def carry_comparisons(n: int, *, digits: int = 2, seed: int = 0, exclude: Collection[str] = ()) -> list[Comparison]:
+    """``a+b`` with the correct sum chosen over the sum with a missed or invented final carry: ``sum + 10**digits``
+    when the sum has ``digits`` digits, ``sum - 10**digits`` when it has one more.
+
+    Half the comparisons are of each kind (shuffled), so the longer answer is the right one in exactly
+    half: a model that knows the answer format but not when a sum carries scores 50%.
+    """
+    bound = 10**digits
+    problems = AdditionTask(digits=digits).problems(4 * n + 16, seed=seed, exclude=exclude)
+    no_carry = [p for p in problems if int(p.reference) < bound][: n // 2]
+    carry = [p for p in problems if int(p.reference) >= bound][: n - n // 2]
+    if len(no_carry) + len(carry) < n:
+        raise ConfigError(f"could not draw {n} carry comparisons of {digits}-digit sums")
+    out = ([_sum_comparison(p, int(p.reference) + bound) for p in no_carry]
+           + [_sum_comparison(p, int(p.reference) - bound) for p in carry])
+    random.Random(seed + 7919).shuffle(out)
+    return out
+
+
+def _sum_comparison(problem: Problem, wrong: int) -> Comparison:
+    return Comparison(problem.messages, [{"role": "assistant", "content": problem.reference}],
+                      [{"role": "assistant", "content": str(wrong)}])
 
 
 def completion_datum(prompt: Sequence[Message], completion: Sequence[Message], renderer: Renderer,

@@ -2,33 +2,44 @@
 
     cookbook run dpo/addition                                   # short SFT, then DPO
     cookbook run dpo/addition load_checkpoint_path=local://...  # DPO from an existing checkpoint
-    cookbook run dpo/addition min_error=1 max_error=20          # harder: near-miss wrong sums
+    cookbook run dpo/addition comparisons=offset min_error=1 max_error=20   # near-miss wrong sums
 
 A short SFT (``sft_steps`` steps of the addition chat task) teaches the answer format but not the
-sums. DPO then trains on synthetic comparisons (``cookbook.preference.data.addition_comparisons``:
-the rejected answer is the sum plus or minus a random error in ``[min_error, max_error]``) against
-the SFT weights as the frozen reference. Held-out comparisons (problems never trained on) are
-measured before and after: ``policy_accuracy`` (the policy's logprob of the correct sum exceeds the
-wrong one's) and ``accuracy`` (implicit reward of chosen > rejected, i.e. the margin over the
-reference); ``summary.json`` holds both.
+sums. DPO then trains on synthetic comparisons against the SFT weights as the frozen reference:
 
-Measured on 2 CPU cores (from the same 40-step SFT checkpoint): with the default error of 100,
-policy accuracy 79.0% -> 99.5% (implicit reward 99.5%) in 120 DPO steps (279 s beside another job); with near misses
-(``min_error=1 max_error=20``) the start is 50.5%, but DPO has to learn addition itself and moves
-slowly (60-70% after 100-300 steps).
+- ``comparisons=carry`` (default, ``cookbook.preference.data.carry_comparisons``): the rejected
+  answer has a missed or invented final carry (``68`` vs ``168``, ``137`` vs ``37``), the longer
+  answer being the right one in exactly half the pairs, so knowing the format alone scores 50%;
+- ``comparisons=offset`` (``addition_comparisons``): the sum plus or minus a random error in
+  ``[min_error, max_error]``.
+
+Held-out comparisons (problems never trained on) are measured before and after:
+``policy_accuracy`` (the policy's logprob of the correct sum exceeds the wrong one's) and
+``accuracy`` (implicit reward of chosen > rejected, i.e. the margin over the reference);
+``summary.json`` holds both.
+
+Measured on 2 CPU cores (shared with other jobs), defaults (8 SFT steps, 120 DPO steps, batch 32,
+beta 0.5, lr 1e-3): policy accuracy 50.0% -> 99.5% (implicit reward 100%) in 234 s. The offset set
+is harder to start from chance: with ``min_error=max_error=100`` the start is 67.5% (answers of
+different lengths; a length preference alone beats 50%), 96% after DPO; near misses
+(``min_error=1 max_error=20``) start at ~50% but need DPO to learn addition itself (60-70% after
+100-300 steps).
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Collection
 from pathlib import Path
+from typing import Literal
 
 import chz
 
 from cookbook.config import make_service
-from cookbook.preference.data import addition_comparisons, comparisons_to_pairs
+from cookbook.preference.data import addition_comparisons, carry_comparisons, comparisons_to_pairs
 from cookbook.preference.train import DPOConfig, ReferenceLogprobs, preference_metrics, reference_client, train
+from cookbook.preference.types import Comparison
 from cookbook.primitives import ready
 from cookbook.recipe_cli import run_recipe
 from cookbook.supervised.data import conversations_to_data
@@ -45,9 +56,10 @@ class Config(DPOConfig):
     digits: int = 2
     n_train: int = 4000  # training comparisons
     n_test: int = 200  # held-out comparisons
-    min_error: int = 100  # the rejected answer is the sum +- a random error in [min_error, max_error]
-    max_error: int = 100
-    sft_steps: int = 40  # SFT steps (batch 64, lr 1e-3, in <log_path>_sft) when load_checkpoint_path is unset
+    comparisons: Literal["carry", "offset"] = "carry"  # how the rejected sum is wrong (module docstring)
+    min_error: int = 1  # offset: the rejected answer is the sum +- a random error in [min_error, max_error]
+    max_error: int = 20
+    sft_steps: int = 8  # SFT steps (batch 64, lr 1e-3, in <log_path>_sft) when load_checkpoint_path is unset
     beta: float = 0.5
     learning_rate: float = 1e-3
     batch_size: int = 32
@@ -55,6 +67,13 @@ class Config(DPOConfig):
     grad_clip_norm: float = 1.0
     eval_every: int = 40
     log_path: str = "runs/dpo_addition"
+
+
+def make_comparisons(config: Config, n: int, seed: int, exclude: Collection[str] = ()) -> list[Comparison]:
+    if config.comparisons == "carry":
+        return carry_comparisons(n, digits=config.digits, seed=seed, exclude=exclude)
+    return addition_comparisons(n, digits=config.digits, seed=seed, exclude=exclude, min_error=config.min_error,
+                                max_error=config.max_error)
 
 
 def main(config: Config) -> dict:
@@ -75,12 +94,8 @@ def main(config: Config) -> dict:
                            service=service)
         config = chz.replace(config, load_checkpoint_path=result.final_state_path)
 
-    train_pairs = comparisons_to_pairs(addition_comparisons(config.n_train, digits=config.digits, seed=config.seed,
-                                                            exclude=held_out, min_error=config.min_error,
-                                                            max_error=config.max_error), renderer)
-    test_pairs = comparisons_to_pairs(addition_comparisons(config.n_test, digits=config.digits, seed=config.seed + 1,
-                                                           min_error=config.min_error, max_error=config.max_error),
-                                      renderer)
+    train_pairs = comparisons_to_pairs(make_comparisons(config, config.n_train, config.seed, held_out), renderer)
+    test_pairs = comparisons_to_pairs(make_comparisons(config, config.n_test, config.seed + 1), renderer)
     reference = reference_client(config, service)
     start_client = (ready(service.create_training_client_from_state(config.load_checkpoint_path))
                     if config.load_checkpoint_path

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from recipes.dpo import chat_dpo
+import pytest
+
+from recipes.dpo import addition, chat_dpo
 
 
 def test_chat_dpo_on_a_jsonl_file(tmp_path):
@@ -19,3 +21,15 @@ def test_chat_dpo_on_a_jsonl_file(tmp_path):
     assert set(summary) >= {"test/loss", "test/accuracy", "test/policy_accuracy", "test/margin"}
     rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
     assert [r["step"] for r in rows] == [0, 1] and all("dpo/loss" in r for r in rows)
+
+
+@pytest.mark.parametrize("comparisons", ["carry", "offset"])
+def test_dpo_addition_sft_then_dpo(tmp_path, comparisons):
+    config = addition.Config(comparisons=comparisons, sft_steps=2, n_train=16, n_test=8, batch_size=4, max_steps=2,
+                             eval_every=1, lora_rank=4, log_path=str(tmp_path / "dpo"), progress=False)
+    summary = addition.main(config)
+    assert summary["steps"] == 2 and summary["start_checkpoint"]  # the SFT ran and DPO started from it
+    assert 0 <= summary["policy_accuracy_before"] <= 1 and 0 <= summary["policy_accuracy_after"] <= 1
+    assert summary["reference_calls"] == 2 * (8 + 8)  # each train and test comparison scored once
+    assert json.loads((tmp_path / "dpo" / "summary.json").read_text()) == summary
+    assert (tmp_path / "dpo_sft" / "metrics.jsonl").exists()

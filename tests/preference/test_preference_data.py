@@ -11,6 +11,7 @@ import pytest
 from cookbook.errors import DataError
 from cookbook.preference.data import (
     addition_comparisons,
+    carry_comparisons,
     comparison_to_pair,
     load_comparisons,
     parse_hh_transcript,
@@ -93,3 +94,17 @@ def test_synthetic_addition_and_pairs():
         trained = tok.decode([int(t) for t, w in zip(targets, weights) if w > 0])
         assert trained.startswith(completion[0]["content"])  # the completion (and its end-of-turn token) only
         assert datum.model_input.length == len(targets)
+
+
+def test_carry_comparisons_are_balanced_by_length():
+    comparisons = carry_comparisons(101, seed=4, exclude={"27+82"})
+    assert len(comparisons) == 101
+    longer_right = 0
+    for c in comparisons:
+        a, b = map(int, c.prompt[0]["content"].split("+"))
+        right, wrong = c.chosen[0]["content"], c.rejected[0]["content"]
+        assert right == str(a + b) and abs(int(wrong) - (a + b)) == 100 and int(wrong) >= 0
+        assert c.prompt[0]["content"] != "27+82"
+        longer_right += len(right) > len(wrong)
+    assert longer_right == 51  # half each way (the odd one carries): length alone scores 50%
+    assert carry_comparisons(101, seed=4) != carry_comparisons(101, seed=5)
