@@ -69,6 +69,7 @@ def test_fast_decode_equals_model_forward(service, tmp_path, monkeypatch, arch, 
     clients = [tc.save_weights_and_get_sampling_client(), service.create_sampling_client(base_model=path)]
     base = tc.base
     assert isinstance(base.decode_step, DecodeStep)
+    monkeypatch.setattr(base, "static_decoder", None)  # the eager decode with and without DecodeStep
     monkeypatch.setattr(base.decode_step, "fused_attention", fused_attention)  # CPU default: matmul; CUDA: sdpa
 
     fast = _sample_all(clients)

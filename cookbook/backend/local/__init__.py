@@ -4,7 +4,9 @@ Modules: ``clients`` (service / training / sampling clients, the public surface)
 (the worker that owns the device, orders requests and coalesces sampling), ``model`` (loading a
 base model, chunked log-probabilities), ``lora`` (adapters on a frozen shared base), ``losses``,
 ``sampler`` (batched prefill + KV-cache decoding), ``kv_cache``, ``decode_step`` (the fast
-single-token step for Llama-family models), ``checkpoints``, ``export`` (merged Hugging
+single-token step for Llama-family models), ``static_decode`` (that step on fixed-shape buffers,
+captured as CUDA graphs on CUDA) with ``lora_pool`` (adapters in fixed device slots), ``memory``
+(micro-batch planning), ``checkpoints``, ``export`` (merged Hugging
 Face model / PEFT adapter), ``validation`` and ``errors``. Of the rest of ``cookbook`` it imports
 only the leaves ``cookbook.tiny`` (the embedded model) and ``cookbook.errors`` (its typed errors are
 user errors). Only ``cookbook.backend`` imports this package (tests and ``bench`` may too).

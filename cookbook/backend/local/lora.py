@@ -4,7 +4,8 @@ The base model's target ``nn.Linear`` layers are wrapped once in :class:`LoRALin
 holds no adapter weights itself: an :class:`Adapter` (one per training client or sampler snapshot)
 holds ``A`` (rank x in) and ``B`` (out x rank, zero-initialised) for each module it trains, and
 the engine chooses which adapters are active for a call with :func:`use_adapters`. Rows of one
-batch may use different adapters (multi-LoRA decoding), or none (the base model).
+batch may use different adapters (multi-LoRA decoding), or none (the base model). The static decode
+step routes rows to the slots of a ``lora_pool.LoraPool`` instead (:func:`use_slots`).
 
 output = base(x) + (alpha / rank) * (x @ A^T) @ B^T
 
@@ -140,6 +141,7 @@ class _Routing(threading.local):
 
     def __init__(self) -> None:
         self.groups: list[_Group] = []
+        self.slots = None  # a lora_pool.SlotRouting while a static decode step runs
 
 
 _routing = _Routing()
@@ -164,13 +166,20 @@ def use_adapters(row_adapters: Adapter | None | Sequence[Adapter | None]) -> Ite
 
 
 @contextlib.contextmanager
-def _routed(groups: list[_Group]) -> Iterator[None]:
-    previous = _routing.groups
-    _routing.groups = groups
+def use_slots(routing) -> Iterator[None]:
+    """Route every row through a ``lora_pool.SlotRouting`` (its slot's adapter, or the base model)."""
+    with _routed([], routing):
+        yield
+
+
+@contextlib.contextmanager
+def _routed(groups: list[_Group], slots=None) -> Iterator[None]:
+    previous = _routing.groups, _routing.slots
+    _routing.groups, _routing.slots = groups, slots
     try:
         yield
     finally:
-        _routing.groups = previous
+        _routing.groups, _routing.slots = previous
 
 
 def keep_routing(fn: Callable) -> Callable:
@@ -181,11 +190,11 @@ def keep_routing(fn: Callable) -> Callable:
     always does). Functions that ``torch.utils.checkpoint`` recomputes must be wrapped with this,
     or the recomputed forward would run without the adapters.
     """
-    groups = _routing.groups
+    groups, slots = _routing.groups, _routing.slots
 
     @functools.wraps(fn)
     def routed(*args, **kwargs):
-        with _routed(groups):
+        with _routed(groups, slots):
             return fn(*args, **kwargs)
     return routed
 
@@ -204,6 +213,8 @@ class LoRALinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base(x)
+        if _routing.slots is not None:
+            return _routing.slots.apply(self.name, x, out)
         for group in _routing.groups:
             adapter = group.adapter
             a = adapter.a.get(self.name)

@@ -20,6 +20,7 @@ from cookbook.tiny import TINY_NAME, tiny_model_dir
 
 from . import errors, lora, memory
 from .decode_step import DecodeStep
+from .static_decode import StaticDecoder
 
 transformers.utils.logging.disable_progress_bar()
 
@@ -72,6 +73,7 @@ class BaseModel:
     device: torch.device
     dtype: torch.dtype
     decode_step: DecodeStep | None = None  # fast single-token step (None: decode with the model's forward)
+    static_decoder: StaticDecoder | None = None  # fixed-shape, graph-captured decoding (None: eager decoding)
     checkpointing: "_Switch" = field(default_factory=lambda: _Switch(on=False))  # recompute decoder layers in backward
     always_checkpoint: bool = False  # the engine asked for activation checkpointing on every pass
     checkpointable: bool = False  # the decoder layers can be recomputed (Llama-style ``layers`` list)
@@ -89,8 +91,10 @@ class BaseModel:
         lora.wrap_model(model)
         switch = _Switch(on=activation_checkpointing)
         checkpointable = checkpoint_decoder_layers(model, switch)
-        return cls(base_model, location, model, tokenizer, device, dtype, DecodeStep.for_model(model),
-                   switch, always_checkpoint=activation_checkpointing, checkpointable=checkpointable)
+        step = DecodeStep.for_model(model)
+        return cls(base_model, location, model, tokenizer, device, dtype, step,
+                   StaticDecoder.for_model(model, step, device, dtype), switch,
+                   always_checkpoint=activation_checkpointing, checkpointable=checkpointable)
 
     @property
     def vocab_size(self) -> int:

@@ -7,6 +7,12 @@ request's rows draw from its own random generator (so a seed reproduces a reques
 batched with), and each row stops on its own. Once a quarter of the batch has finished, the
 finished rows leave it (KV cache included), so uneven lengths do not keep computing dead rows.
 
+Where the model has a static decoder (``static_decode``: Llama-family models on CUDA), the rows
+decode through it: fixed buffers per batch-size bucket, LoRA from a slot pool, the step captured
+as a CUDA graph; it leaves finished rows by moving to a smaller bucket. Otherwise (and when its
+pool or the free memory cannot take a batch) they decode eagerly (:class:`_EagerDecoding`). Both
+run the same loop here: token choice, stop checks and results do not depend on the path.
+
 Reported logprobs are ``log_softmax(logits / temperature)`` of the sampled token (temperature 0
 reports the untempered distribution), before top-k / top-p truncation: at temperature 1 they are
 exactly what ``forward`` computes for the same tokens.
@@ -27,6 +33,7 @@ from .futures import LocalFuture
 from .kv_cache import preallocated_cache
 from .lora import Adapter, use_adapters
 from .model import BaseModel
+from .static_decode import StaticDecoding
 
 KV_PREALLOCATE_MAX = 1024  # new-token positions reserved up front; the cache doubles beyond that
 # Once at least this fraction of the rows in the decode batch have finished, they are dropped
@@ -135,6 +142,55 @@ class _TokenChooser:
         return choice
 
 
+class _EagerDecoding:
+    """Decoding through the prefill's growing cache (``kv_cache``) with the adapters routed per row
+    (``use_adapters``): :class:`decode_step.DecodeStep` where the architecture has one, else the
+    model's forward. Finished rows leave the batch (:meth:`keep`), KV cache included."""
+
+    def __init__(self, model: BaseModel, cache, mask: torch.Tensor, positions: torch.Tensor, width: int,
+                 padded: bool, row_adapters: list[Adapter | None]) -> None:
+        self.model, self.cache, self.mask, self.width, self.padded = model, cache, mask, width, padded
+        self.row_adapters = row_adapters
+        self.next_pos = positions[:, -1:] + 1
+        self.attn_mask = None
+        if model.decode_step is not None and padded:
+            self.attn_mask = mask.bool()[:, None, None, :]  # prompt padding masked, generated positions valid
+            self.attn_mask[..., width:] = True
+        self.steps = 0
+        self._routing = contextlib.ExitStack()  # one routing for all steps until the rows change
+        self._routing.enter_context(use_adapters(row_adapters))
+
+    def step(self, choice: torch.Tensor) -> torch.Tensor:
+        """Feed one token per row; returns the next logits [rows, vocab] in fp32."""
+        model, end = self.model, self.width + self.steps + 1
+        if model.decode_step is not None:
+            hidden = model.decode_step(choice, self.next_pos, self.cache,
+                                       self.attn_mask[..., :end] if self.padded else None)
+        else:
+            self.mask[:, end - 1] = 1
+            out = model.body(input_ids=choice[:, None], attention_mask=self.mask[:, :end] if self.padded else None,
+                             position_ids=self.next_pos, past_key_values=self.cache, use_cache=True)
+            self.cache, hidden = out.past_key_values, out.last_hidden_state[:, -1]
+        self.next_pos = self.next_pos + 1
+        self.steps += 1
+        return model.lm_head(hidden).float()
+
+    def keep(self, keep: np.ndarray) -> bool:
+        """Keep only rows ``keep`` (positions among the current rows)."""
+        sel = torch.as_tensor(keep, device=self.model.device)
+        self.cache.batch_select_indices(sel)
+        self.next_pos, self.mask = self.next_pos[sel], self.mask[sel]
+        if self.attn_mask is not None:
+            self.attn_mask = self.attn_mask[sel]
+        self.row_adapters = [self.row_adapters[i] for i in keep]
+        self._routing.close()
+        self._routing.enter_context(use_adapters(self.row_adapters))
+        return True
+
+    def close(self) -> None:
+        self._routing.close()
+
+
 @torch.inference_mode()
 def sample_batch(model: BaseModel, jobs: Sequence[SampleJob]) -> list[types.SampleResponse]:
     device = model.device
@@ -161,6 +217,8 @@ def sample_batch(model: BaseModel, jobs: Sequence[SampleJob]) -> list[types.Samp
 
     width = max(len(j.prompt) for j in prefill_jobs)
     max_steps = max(j.max_tokens for j in jobs)
+    row_adapters = [job.adapter for job in rows]
+    static = None if model.static_decoder is None else model.static_decoder.begin(row_adapters, width + max_steps)
     ids = torch.zeros(len(prefill_jobs), width, dtype=torch.long)
     mask = torch.zeros(len(prefill_jobs), width + max_steps, dtype=torch.long)
     for u, job in enumerate(prefill_jobs):
@@ -171,10 +229,10 @@ def sample_batch(model: BaseModel, jobs: Sequence[SampleJob]) -> list[types.Samp
     positions = (mask[:, :width].cumsum(-1) - 1).clamp(min=0)
 
     padded = any(len(j.prompt) != width for j in prefill_jobs)  # without padding, plain causal attention
+    room = 0 if static is not None else min(max_steps, KV_PREALLOCATE_MAX)  # the static decoder has its own cache
     with use_adapters([job.adapter for job in prefill_jobs]):
         out = model.body(input_ids=ids, attention_mask=mask[:, :width] if padded else None, position_ids=positions,
-                         past_key_values=preallocated_cache(width + min(max_steps, KV_PREALLOCATE_MAX)),
-                         use_cache=True)
+                         past_key_values=preallocated_cache(width + room), use_cache=True)
         cache = out.past_key_values
         hidden = out.last_hidden_state
         logits = model.lm_head(hidden[:, -1]).float()
@@ -185,16 +243,9 @@ def sample_batch(model: BaseModel, jobs: Sequence[SampleJob]) -> list[types.Samp
         extras.append(_prompt_outputs(model, job, hidden[u, width - len(job.prompt) :]) if need else {})
     del hidden, out
 
+    expand = row_unique.to(device)
     if len(prefill_jobs) != n_rows:
-        expand = row_unique.to(device)
-        cache.batch_select_indices(expand)
-        logits, mask, positions = logits[expand], mask[expand], positions[expand]
-    row_adapters = [job.adapter for job in rows]
-    step_fn = model.decode_step
-    attn_mask = None
-    if step_fn is not None and padded:
-        attn_mask = mask.bool()[:, None, None, :]  # prompt padding masked, generated positions valid
-        attn_mask[..., width:] = True
+        logits = logits[expand]
     temps = torch.tensor([j.params.temperature for j in rows], device=device, dtype=torch.float32)
     temps = torch.where(temps == 0, torch.ones_like(temps), temps)[:, None]
 
@@ -205,12 +256,20 @@ def sample_batch(model: BaseModel, jobs: Sequence[SampleJob]) -> list[types.Samp
     stop_reason = ["length"] * n_rows
     has_stops = np.array([bool(j.stop_ids or j.stop_strings) for j in rows])
     row_max_tokens = np.array([j.max_tokens for j in rows])
-    next_pos = positions[:, -1:] + 1
 
     choose_tokens = _TokenChooser(jobs, job_rows)
     live = np.arange(n_rows)  # the batch's rows, as indices among all rows
-    with contextlib.ExitStack() as routing:
-        routing.enter_context(use_adapters(row_adapters))
+    if static is not None:
+        static.load_prefill([(layer.keys, layer.values) for layer in cache.layers], expand,
+                            [len(j.prompt) for j in rows])
+        decoder: _EagerDecoding | StaticDecoding = static
+    else:
+        if len(prefill_jobs) != n_rows:
+            cache.batch_select_indices(expand)
+            mask, positions = mask[expand], positions[expand]
+        decoder = _EagerDecoding(model, cache, mask, positions, width, padded, row_adapters)  # routed until closed
+    del cache
+    with contextlib.closing(decoder):
         for step in range(max_steps):
             logprobs = torch.log_softmax(logits / temps, dim=-1)
             choice = choose_tokens(logprobs, live)
@@ -230,25 +289,11 @@ def sample_batch(model: BaseModel, jobs: Sequence[SampleJob]) -> list[types.Samp
             if done.all():
                 break
             keep = np.flatnonzero(~done[live])
-            if len(live) - len(keep) >= COMPACT_FINISHED_FRACTION * len(live):
+            if len(live) - len(keep) >= COMPACT_FINISHED_FRACTION * len(live) and decoder.keep(keep):
                 live = live[keep]
                 sel = torch.as_tensor(keep, device=device)
-                cache.batch_select_indices(sel)
-                choice, next_pos, temps, mask = choice[sel], next_pos[sel], temps[sel], mask[sel]
-                if attn_mask is not None:
-                    attn_mask = attn_mask[sel]
-                routing.close()
-                routing.enter_context(use_adapters([row_adapters[r] for r in live]))
-            if step_fn is not None:
-                hidden = step_fn(choice, next_pos, cache, attn_mask[..., : width + step + 1] if padded else None)
-            else:
-                mask[:, width + step] = 1
-                out = model.body(input_ids=choice[:, None],
-                                 attention_mask=mask[:, : width + step + 1] if padded else None,
-                                 position_ids=next_pos, past_key_values=cache, use_cache=True)
-                cache, hidden = out.past_key_values, out.last_hidden_state[:, -1]
-            logits = model.lm_head(hidden).float()
-            next_pos = next_pos + 1
+                choice, temps = choice[sel], temps[sel]
+            logits = decoder.step(choice)
 
     responses = []
     for _job, rs, extra in zip(jobs, job_rows, extras):
