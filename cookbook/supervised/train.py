@@ -38,6 +38,7 @@ class TrainConfig(RunConfig, OptimizerConfig):
 
     base_model: str = "tiny"
     lora_rank: int = 32
+    load_checkpoint_path: str | None = None  # start from these weights (fresh optimizer); resume wins over it
     batch_size: int | None = 32  # examples per step ...
     max_tokens_per_batch: int | None = None  # ... or a token budget per step (set batch_size=None)
     num_epochs: int = 1
@@ -84,8 +85,8 @@ def train(
     if run.is_finished():
         tc, final = checkpointing.finished(run, service)
         return RunResult(tc, total, final.state_path, final.sampler_path, run.metrics(), total)
-    tc, start = checkpointing.start_or_resume(run, service, base_model=config.base_model,
-                                              lora_rank=config.lora_rank, seed=config.seed)
+    tc, start = checkpointing.start_or_resume(run, service, base_model=config.base_model, lora_rank=config.lora_rank,
+                                              seed=config.seed, init_from=config.load_checkpoint_path)
     logger = MetricLogger(run, wandb_project=config.wandb_project, wandb_name=config.wandb_name, resume_step=start)
     last_finish = time.monotonic()
 

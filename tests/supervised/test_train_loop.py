@@ -105,3 +105,16 @@ def test_existing_run_directory_policies(service, data, tmp_path):
                   data[:16],
                   service=service)
     assert fresh.resumed_from == 0 and len(fresh.metrics) == 3
+
+
+def test_a_new_run_starts_from_load_checkpoint_path(service, data, tmp_path):
+    first = train(_config(tmp_path, max_steps=3, save_every=0, eval_every=0, log_path=str(tmp_path / "a")),
+                  data, service=service)
+    frozen = _config(tmp_path, max_steps=1, save_every=0, eval_every=0, learning_rate=0.0,
+                     load_checkpoint_path=first.final_state_path, log_path=str(tmp_path / "b"))
+    second = train(frozen, data, service=service)
+    start, after = _final_weights(service, first), _final_weights(service, second)
+    assert set(start) == set(after) and all(torch.equal(start[k], after[k]) for k in start)
+    fresh = train(_config(tmp_path, max_steps=1, save_every=0, eval_every=0, learning_rate=0.0,
+                          log_path=str(tmp_path / "c")), data, service=service)
+    assert not all(torch.equal(start[k], v) for k, v in _final_weights(service, fresh).items())

@@ -1,0 +1,1 @@
+"""Distillation recipes: ``python -m recipes.distill.<name> key=value ...`` (``cookbook run distill/<name>``)."""
