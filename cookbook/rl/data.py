@@ -7,7 +7,11 @@ starts a new sequence wherever it does not. Action tokens carry the sampler's lo
 episode's advantage; observation tokens carry advantage 0, so no loss touches them. The mask of
 action tokens stays on this side (:class:`Sequence`), since the losses take no mask input.
 
-May import ``cookbook.rl.types`` and ``tinker``.
+:func:`logprob_gap` scores sequences with another policy (``compute_logprobs``): the per-token gap
+between the sampler and that policy is the RL loop's KL penalty and on-policy distillation's
+reverse KL.
+
+May import ``cookbook.rl.types``, ``cookbook.primitives`` and ``tinker``.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from tinker import types
 
+from cookbook.primitives import SamplingClient
 from cookbook.rl.types import Trajectory, TrajectoryGroup
 
 
@@ -90,4 +95,15 @@ def groups_to_sequences(groups: Seq[TrajectoryGroup], *, normalize_std: bool = F
         advantages = group_advantages(group.rewards, normalize_std=normalize_std)
         for trajectory, advantage in zip(group.trajectories, advantages):
             out += trajectory_sequences(trajectory, advantage, g)
+    return out
+
+
+def logprob_gap(reference: SamplingClient, sequences: Seq[Sequence]) -> list[np.ndarray]:
+    """Per target token of each sequence: the sampler's logprob minus ``reference``'s (0 on observation
+    tokens). One ``compute_logprobs`` request per sequence, all submitted before any is awaited."""
+    futures = [reference.compute_logprobs(types.ModelInput.from_ints(s.tokens)) for s in sequences]
+    out = []
+    for s, future in zip(sequences, futures):
+        ref = np.asarray([0.0 if x is None else x for x in future.result()[1:]], dtype=np.float32)
+        out.append((s.target_logprobs() - ref) * s.target_mask())
     return out

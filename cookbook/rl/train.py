@@ -20,13 +20,12 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import chz
 import numpy as np
-from tinker import types
 
 from cookbook import checkpointing
 from cookbook.checkpointing import RunResult
@@ -37,7 +36,7 @@ from cookbook.primitives import SamplingClient, ServiceClient, TrainingClient, r
 from cookbook.progress import StepProgress
 from cookbook.rl import metrics as rl_metrics
 from cookbook.rl.data import Sequence as RLSequence
-from cookbook.rl.data import groups_to_sequences, is_constant
+from cookbook.rl.data import groups_to_sequences, is_constant, logprob_gap
 from cookbook.rl.episode_log import EpisodeLog
 from cookbook.rl.rollouts import OnError, RolloutSettings, rollout_batch
 from cookbook.rl.types import RLDataset, TrajectoryGroup
@@ -243,7 +242,7 @@ def _train_on(config: RLConfig, tc: TrainingClient, reference: SamplingClient | 
         return row
     advantages = [s.target_mask() * np.float32(s.advantage) for s in sequences]
     if reference is not None:
-        kl = _kl_to_reference(reference, sequences)
+        kl = logprob_gap(reference, sequences)
         advantages = [a - np.float32(config.kl_penalty_coef) * k for a, k in zip(advantages, kl)]
         on_actions = [k[s.target_mask() > 0] for k, s in zip(kl, sequences)]
         row["kl/sampler_reference"] = float(np.concatenate(on_actions).mean())
@@ -262,13 +261,3 @@ def _train_on(config: RLConfig, tc: TrainingClient, reference: SamplingClient | 
     grad_norms = [opt.result().metrics.get("grad_norm:mean", float("nan")) for _, _, opt in submitted]
     row.update({"train/loss_sum": float(sum(losses)), "optim/grad_norm": float(np.mean(grad_norms))})
     return row
-
-
-def _kl_to_reference(reference: SamplingClient, sequences: Sequence[RLSequence]) -> list[np.ndarray]:
-    """Per target token: sampler logprob minus the reference's (0 on observation tokens)."""
-    futures = [reference.compute_logprobs(types.ModelInput.from_ints(s.tokens)) for s in sequences]
-    out = []
-    for s, f in zip(sequences, futures):
-        ref = np.asarray([0.0 if x is None else x for x in f.result()[1:]], dtype=np.float32)
-        out.append((s.target_logprobs() - ref) * s.target_mask())
-    return out
