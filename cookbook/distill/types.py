@@ -13,14 +13,13 @@ May import ``cookbook.rl`` (types, message envs), ``cookbook.primitives``, ``coo
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cookbook.errors import ConfigError
 from cookbook.primitives import SamplingClient, ServiceClient, ready
 from cookbook.rl.message_env import MessageEnv, MessageStepResult, RenderedEnv
-from cookbook.rl.types import EnvGroupBuilder, RLDataset
+from cookbook.rl.types import EnvGroupBuilder, ShuffledDataset
 from renderers import Message, Renderer
 
 
@@ -70,26 +69,15 @@ class PromptGroupBuilder(EnvGroupBuilder):
         return "prompt"
 
 
-class PromptDataset(RLDataset):
+class PromptDataset(ShuffledDataset[list[Message]]):
     """``groups_per_batch`` conversations per step, ``group_size`` samples of each, ``num_epochs``
     passes, shuffled with ``seed`` per epoch."""
 
     def __init__(self, prompts: Sequence[Sequence[Message]], renderer: Renderer, *, groups_per_batch: int,
                  group_size: int = 1, num_epochs: int = 1, seed: int = 0) -> None:
-        if not 0 < groups_per_batch <= len(prompts):
-            raise ConfigError(f"groups_per_batch must be in [1, {len(prompts)}] (the number of prompts), "
-                              f"got {groups_per_batch}")
-        self.prompts, self.renderer = [list(p) for p in prompts], renderer
-        self.groups_per_batch, self.group_size = groups_per_batch, group_size
-        self.num_epochs, self.seed = num_epochs, seed
-        self.per_epoch = len(self.prompts) // groups_per_batch
+        super().__init__([list(p) for p in prompts], groups_per_batch=groups_per_batch, num_epochs=num_epochs,
+                         seed=seed)
+        self.prompts, self.renderer, self.group_size = self.items, renderer, group_size
 
-    def __len__(self) -> int:
-        return self.per_epoch * self.num_epochs
-
-    def get_batch(self, index: int) -> list[PromptGroupBuilder]:
-        epoch, i = divmod(index, self.per_epoch)
-        order = list(range(len(self.prompts)))
-        random.Random(self.seed * 1_000_003 + epoch).shuffle(order)
-        chosen = order[i * self.groups_per_batch: (i + 1) * self.groups_per_batch]
-        return [PromptGroupBuilder(self.prompts[j], self.renderer, self.group_size) for j in chosen]
+    def make_group(self, prompt: list[Message]) -> PromptGroupBuilder:
+        return PromptGroupBuilder(prompt, self.renderer, self.group_size)

@@ -10,11 +10,10 @@ May import ``cookbook.rl``, ``cookbook.tasks`` and ``renderers``.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 
 from cookbook.rl.message_env import MessageEnv, MessageStepResult, RenderedEnv
-from cookbook.rl.types import EnvGroupBuilder, RLDataset
+from cookbook.rl.types import EnvGroupBuilder, ShuffledDataset
 from cookbook.tasks import Problem, Task
 from renderers import Message, Renderer, text_content
 
@@ -47,26 +46,14 @@ class TaskGroupBuilder(EnvGroupBuilder):
         return self.task.name
 
 
-class TaskRLDataset(RLDataset):
+class TaskRLDataset(ShuffledDataset[Problem]):
     """``groups_per_batch`` problems per step, ``num_epochs`` passes, shuffled with ``seed`` per epoch."""
 
     def __init__(self, task: Task, problems: Sequence[Problem], renderer: Renderer, *, groups_per_batch: int,
                  group_size: int, num_epochs: int = 1, seed: int = 0, format_reward: float = 0.0) -> None:
-        if not 0 < groups_per_batch <= len(problems):
-            raise ValueError(f"groups_per_batch must be in [1, {len(problems)}] (the number of problems), "
-                             f"got {groups_per_batch}")
-        self.task, self.problems, self.renderer = task, list(problems), renderer
-        self.groups_per_batch, self.group_size, self.num_epochs = groups_per_batch, group_size, num_epochs
-        self.seed, self.format_reward = seed, format_reward
-        self.per_epoch = len(self.problems) // groups_per_batch
+        super().__init__(problems, groups_per_batch=groups_per_batch, num_epochs=num_epochs, seed=seed)
+        self.task, self.problems, self.renderer = task, self.items, renderer
+        self.group_size, self.format_reward = group_size, format_reward
 
-    def __len__(self) -> int:
-        return self.per_epoch * self.num_epochs
-
-    def get_batch(self, index: int) -> list[TaskGroupBuilder]:
-        epoch, i = divmod(index, self.per_epoch)
-        order = list(range(len(self.problems)))
-        random.Random(self.seed * 1_000_003 + epoch).shuffle(order)
-        chosen = order[i * self.groups_per_batch: (i + 1) * self.groups_per_batch]
-        return [TaskGroupBuilder(self.task, self.problems[j], self.renderer, self.group_size, self.format_reward)
-                for j in chosen]
+    def make_group(self, problem: Problem) -> TaskGroupBuilder:
+        return TaskGroupBuilder(self.task, problem, self.renderer, self.group_size, self.format_reward)

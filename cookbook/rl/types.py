@@ -5,23 +5,29 @@
   and the next prompt. Methods may be plain or ``async``; an env is used for one episode only.
 - :class:`EnvGroupBuilder`: makes a group of envs that share a prompt (their rewards are compared
   to each other for advantages), optionally with a group-level reward (e.g. pairwise comparisons).
-- :class:`RLDataset`: batches of group builders, one batch per training step.
+- :class:`RLDataset`: batches of group builders, one batch per training step;
+  :class:`ShuffledDataset` deals a list of items (problems, prompts) that way, one group per item.
 
 Env authors who think in chat messages rather than tokens implement
 :class:`cookbook.rl.message_env.MessageEnv` and wrap it with ``RenderedEnv``.
 
-A leaf: imports ``tinker`` only.
+A leaf: imports ``tinker`` and ``cookbook.errors`` only.
 """
 
 from __future__ import annotations
 
+import random
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from tinker import types
 
+from cookbook.errors import ConfigError
+
 StopCondition = list[str] | list[int]
+Item = TypeVar("Item")
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,32 @@ class RLDataset(ABC):
 
     @abstractmethod
     def get_batch(self, index: int) -> Sequence[EnvGroupBuilder]: ...
+
+
+class ShuffledDataset(RLDataset, Generic[Item]):
+    """``groups_per_batch`` items per step (one group each, made by :meth:`make_group`), ``num_epochs``
+    passes over ``items``, reshuffled with ``seed`` every epoch; a partial last batch is dropped."""
+
+    def __init__(self, items: Sequence[Item], *, groups_per_batch: int, num_epochs: int = 1, seed: int = 0) -> None:
+        if not 0 < groups_per_batch <= len(items):
+            raise ConfigError(f"groups_per_batch must be in [1, {len(items)}] (the number of items), "
+                             f"got {groups_per_batch}")
+        self.items, self.groups_per_batch = list(items), groups_per_batch
+        self.num_epochs, self.seed = num_epochs, seed
+        self.per_epoch = len(self.items) // groups_per_batch
+
+    @abstractmethod
+    def make_group(self, item: Item) -> EnvGroupBuilder: ...
+
+    def __len__(self) -> int:
+        return self.per_epoch * self.num_epochs
+
+    def get_batch(self, index: int) -> list[EnvGroupBuilder]:
+        epoch, i = divmod(index, self.per_epoch)
+        order = list(range(len(self.items)))
+        random.Random(self.seed * 1_000_003 + epoch).shuffle(order)
+        chosen = order[i * self.groups_per_batch: (i + 1) * self.groups_per_batch]
+        return [self.make_group(self.items[j]) for j in chosen]
 
 
 @dataclass
