@@ -1,5 +1,6 @@
-"""Preference learning (DPO): what a user provides (``types``: :class:`Comparison`), comparison
-sources and comparison -> pair of Datums (``data``), and the DPO loop (``train``).
+"""Preference learning: what a user provides (``types``: :class:`Comparison`), comparison sources and
+comparison -> pair of Datums (``data``), the DPO loop (``train``; with ``reference_free`` it trains a
+Bradley-Terry reward model) and reward models scored through a sampling client (``reward_model``).
 
 May import the shared layer of ``cookbook`` (``config``, ``hooks``, ``checkpointing``, ``primitives``,
 ``tasks``, run directory, logging, schedules) and ``renderers``; never ``cookbook.backend`` directly

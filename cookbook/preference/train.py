@@ -19,6 +19,11 @@ by example index, never recomputed. Metrics per step: ``dpo/loss``, ``dpo/accura
 ``test/...`` plus ``test/policy_accuracy`` (raw policy logprob of chosen > rejected) every
 ``eval_every`` steps and at the end.
 
+``reference_free=True`` drops the reference (its logprobs are 0 and no ``compute_logprobs`` call is
+made): with ``beta = 1`` the loss is then the Bradley-Terry loss ``-logsigmoid(score(chosen) -
+score(rejected))`` of a score that is the datums' weighted logprob, which is how
+``cookbook.preference.reward_model`` trains a reward model with this loop.
+
 Shape as in the SFT loop: step N+1 is submitted before step N is awaited; hooks and checkpoints wait
 for the step they follow; rerunning with the same ``log_path`` resumes from the last checkpoint.
 
@@ -68,6 +73,7 @@ class DPOConfig(RunConfig, OptimizerConfig):
     load_checkpoint_path: str | None = None  # start from these weights (fresh optimizer); resume wins over it
     reference_path: str | None = None  # reference weights; default: load_checkpoint_path, else the base model
     reference_base: bool = False  # use the base model (no adapter) as the reference even with load_checkpoint_path
+    reference_free: bool = False  # no reference (logprobs 0): Bradley-Terry on the policy's logprobs when beta = 1
     log_path: str = "runs/dpo"
 
 
@@ -145,7 +151,17 @@ class ReferenceLogprobs:
         return [self.cache[i] for i in indices]
 
 
-def preference_metrics(training_client: TrainingClient, pairs: Sequence[Pair], reference: ReferenceLogprobs,
+class NoReference:
+    """The reference of ``reference_free`` training: every sequence logprob is 0, nothing is computed."""
+
+    calls = 0
+
+    def get(self, indices: Sequence[int]) -> list[tuple[float, float]]:
+        return [(0.0, 0.0)] * len(indices)
+
+
+def preference_metrics(training_client: TrainingClient, pairs: Sequence[Pair],
+                       reference: ReferenceLogprobs | NoReference,
                        beta: float, batch_size: int = 32) -> dict[str, float]:
     """Held-out DPO metrics under the current weights (``forward``: no gradients), and
     ``policy_accuracy``: the fraction of pairs whose policy logprob of chosen exceeds rejected's."""
@@ -161,7 +177,7 @@ def preference_metrics(training_client: TrainingClient, pairs: Sequence[Pair], r
     return metrics
 
 
-def preference_hook(pairs: Sequence[Pair], reference: ReferenceLogprobs, beta: float,
+def preference_hook(pairs: Sequence[Pair], reference: ReferenceLogprobs | NoReference, beta: float,
                     every: int | None = None) -> Hook:
     """A training-client hook with :func:`preference_metrics` of held-out ``pairs``."""
     return Hook(lambda tc: preference_metrics(tc, pairs, reference, beta), client="training", every=every)
@@ -200,7 +216,8 @@ def train(
         eval_hooks: name -> hook (``cookbook.hooks``), run every ``eval_every`` steps and at the end.
         run_config: what is written to ``config.json`` (default: ``config``).
         service: a service client to use instead of making one from ``config.backend``.
-        reference: the reference sampling client to use instead of :func:`reference_client`'s.
+        reference: the reference sampling client to use instead of :func:`reference_client`'s (unused
+            with ``config.reference_free``).
     """
     if not train_pairs:
         raise DataError("no training comparisons")
@@ -212,9 +229,11 @@ def train(
     total = per_epoch * config.num_epochs
     total = min(total, config.max_steps) if config.max_steps is not None else total
     service = service or make_service(config)
-    reference = reference or reference_client(config, service)
-    train_ref = ReferenceLogprobs(reference, train_pairs)
-    test_ref = ReferenceLogprobs(reference, test_pairs)
+    if config.reference_free:
+        train_ref = test_ref = NoReference()
+    else:
+        reference = reference or reference_client(config, service)
+        train_ref, test_ref = ReferenceLogprobs(reference, train_pairs), ReferenceLogprobs(reference, test_pairs)
     hooks = Hooks({**({"test": preference_hook(test_pairs, test_ref, config.beta)} if test_pairs else {}),
                    **(eval_hooks or {})}, default_every=config.eval_every, total_steps=total)
 

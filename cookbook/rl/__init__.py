@@ -1,4 +1,5 @@
-"""Reinforcement learning: environments (``types``, ``message_env``, ``task_env``), rollouts,
+"""Reinforcement learning: environments (``types``, ``message_env``, ``task_env``, ``reward_env``: a
+reward from any reply scorer such as a reward model), rollouts,
 advantages and Datums (``data``), metrics, the episode log and the loop (``train``).
 
 May import the shared layer (``cookbook.config``, ``hooks``, ``checkpointing``, ``primitives``,
