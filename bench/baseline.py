@@ -46,10 +46,12 @@ class Trainer:
     """A peft LoRA model, its AdamW and the padded batch, split into row micro-batches if needed."""
 
     def __init__(self, model_dir: Path, seqs: list[list[int]], device: torch.device, dtype: torch.dtype,
-                 rows_per_micro_batch: int | None = None) -> None:
+                 rows_per_micro_batch: int | None = None, rank: int = LORA_RANK,
+                 targets: list[str] = LORA_TARGETS) -> None:
         model = load_model(model_dir, device, dtype)
         model.config.use_cache = False
-        config = peft.LoraConfig(r=LORA_RANK, lora_alpha=LORA_RANK, lora_dropout=0.0, target_modules=LORA_TARGETS)
+        # alpha 32 as the backend's default (bench/train_processes.py varies the rank)
+        config = peft.LoraConfig(r=rank, lora_alpha=32, lora_dropout=0.0, target_modules=targets)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*tie_word_embeddings.*")  # lm_head LoRA on a tied model
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")  # peft vs transformers 5

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 import torch
 import transformers
@@ -65,6 +67,8 @@ def _free_for(cost: memory.ActivationCost, tokens: int, per_token: int) -> int:
 
 
 def _pass(client, monkeypatch, free: int | None):
+    # micro-batches split only for memory here (splitting to save padding: test_split_minimises_padding_plus_overhead)
+    monkeypatch.setenv("COOKBOOK_MICRO_BATCH_OVERHEAD", str(10**9))
     if free is not None:
         monkeypatch.setattr(memory, "free_memory", lambda device: free)
     calls = []
@@ -122,3 +126,30 @@ def test_a_sequence_that_cannot_fit_is_rejected_before_anything_changes(service,
     tc.forward_backward(short, "cross_entropy").result()
     tc.optim_step(types.AdamParams(learning_rate=1e-3)).result()
     assert any(not torch.equal(before[k], v) for k, v in tc.adapter.state_dict().items())
+
+
+def _brute_force_cost(lengths: list[int], budget: int, overhead: int) -> float:
+    """The cheapest cut of the sorted lengths into runs (padded tokens + overhead per run), by enumeration."""
+    ordered, best = sorted(lengths), float("inf")
+    for mask in range(2 ** (len(ordered) - 1)):
+        runs, start = [], 0
+        for k in range(1, len(ordered)):
+            if mask >> (k - 1) & 1:
+                runs.append(ordered[start:k])
+                start = k
+        runs.append(ordered[start:])
+        if all(len(r) * r[-1] <= budget or len(r) == 1 for r in runs):
+            best = min(best, sum(len(r) * r[-1] + overhead for r in runs))
+    return best
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_split_minimises_padding_plus_overhead(seed):
+    rng = random.Random(seed)
+    lengths = [rng.randint(1, 60) for _ in range(rng.randint(1, 9))]
+    budget, overhead = rng.choice([60, 120, 400]), rng.choice([0, 16, 128, 10**6])
+    batches = memory.micro_batches(lengths, budget, overhead)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert all(len(b) == 1 or len(b) * max(lengths[i] for i in b) <= budget for b in batches)
+    cost = sum(len(b) * max(lengths[i] for i in b) + overhead for b in batches)
+    assert cost == _brute_force_cost(lengths, budget, overhead)

@@ -25,7 +25,7 @@ from .engine import Engine, default_engine
 from .futures import LocalFuture
 from .lora import Adapter, LoraSpec, new_adapter, use_adapters
 from .losses import resolve_config
-from .memory import MicroBatch, micro_batches, plan
+from .memory import MicroBatch, micro_batches, overhead_tokens, plan
 from .model import BaseModel
 from .sampler import SampleJob
 
@@ -215,11 +215,12 @@ class TrainingClient(_ReadyClient):
         """Micro-batches of at most the engine's token cap; with ``backward``, also what fits the memory
         free when the pass runs (checked again: it may have shrunk since submission)."""
         lengths = [len(p.tokens) for p in prepared]
+        overhead = overhead_tokens(self.base.device)
         if not backward:  # nothing is kept for a backward pass: only the cap applies
-            return [MicroBatch(b, False) for b in micro_batches(lengths, self._engine.train_token_budget)]
+            return [MicroBatch(b, False) for b in micro_batches(lengths, self._engine.train_token_budget, overhead)]
         budget = self.base.train_budget(self._engine.train_token_budget)
         budget.check(lengths)
-        return plan(lengths, budget)
+        return plan(lengths, budget, overhead)
 
     def _logprobs(self, prepared, batch: MicroBatch) -> list[torch.Tensor]:
         idx = batch.indices
