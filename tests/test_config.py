@@ -12,7 +12,9 @@ from cookbook.supervised.train import TrainConfig
 from recipes.sl import chat_sft, quickstart
 
 # The keys of TrainConfig before the shared sections existed: config.json of older runs holds
-# exactly these, so a rerun of such a run must produce the same set to resume it.
+# exactly these, so a rerun of such a run must produce the same set to resume it, apart from
+# options added later with the default None (a run directory treats None as absent).
+LATER_NONE_KEYS = {"load_checkpoint_path"}
 SFT_KEYS = {
     "base_model", "lora_rank", "seed", "learning_rate", "lr_schedule", "warmup_steps", "min_lr_ratio",
     "weight_decay", "grad_clip_norm", "beta1", "beta2", "batch_size", "max_tokens_per_batch", "num_epochs",
@@ -24,7 +26,8 @@ SFT_KEYS = {
 def test_sft_config_composes_the_sections_with_the_same_flat_keys():
     config = TrainConfig()
     assert isinstance(config, RunConfig) and isinstance(config, OptimizerConfig)
-    assert set(chz.asdict(config)) == SFT_KEYS
+    assert set(chz.asdict(config)) == SFT_KEYS | LATER_NONE_KEYS
+    assert all(chz.asdict(config)[k] is None for k in LATER_NONE_KEYS)
     assert config.log_path == "runs/sft" and config.learning_rate == 1e-4 and config.beta2 == 0.95
 
 
@@ -44,3 +47,13 @@ def test_adam_params_follow_the_schedule():
         assert adam.learning_rate == lr_at(step, base_lr=1e-3, total_steps=10, schedule="cosine", warmup_steps=2,
                                            min_lr_ratio=0.1) == opt.lr(step, 10)
         assert (adam.beta1, adam.beta2, adam.weight_decay, adam.grad_clip_norm) == (0.8, 0.9, 0.01, 1.0)
+
+
+def test_a_run_written_before_a_none_default_option_existed_still_resumes(tmp_path):
+    from cookbook.run_dir import RunDir, RunDirError
+
+    old = {k: v for k, v in chz.asdict(TrainConfig(log_path=str(tmp_path))).items() if k not in LATER_NONE_KEYS}
+    RunDir(tmp_path, old)
+    RunDir(tmp_path, chz.asdict(TrainConfig(log_path=str(tmp_path))))  # the new option unset: the same run
+    with pytest.raises(RunDirError, match="differs in: load_checkpoint_path"):
+        RunDir(tmp_path, chz.asdict(TrainConfig(log_path=str(tmp_path), load_checkpoint_path="local://x")))
