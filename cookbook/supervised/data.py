@@ -177,17 +177,33 @@ def batch_indices(lengths: Sequence[int], *, batch_size: int | None, max_tokens:
 
 
 class EpochBatches:
-    """The batch of every step of a multi-epoch run: step ``s`` is batch ``s % per_epoch`` of epoch
-    ``s // per_epoch``, each epoch shuffled with (seed, epoch) by :func:`batch_indices`."""
+    """The batch of every step of a multi-epoch run, each epoch shuffled with (seed, epoch) by
+    :func:`batch_indices`: the steps run through epoch 0's batches, then epoch 1's, and so on.
+
+    With a token budget an epoch's batch count depends on its shuffle, so epochs may differ by a
+    few batches: steps are counted through each epoch's own batches, never epoch 0's count."""
 
     def __init__(self, lengths: Sequence[int], *, batch_size: int | None, max_tokens: int | None, seed: int) -> None:
         self._make = lambda epoch: batch_indices(lengths, batch_size=batch_size, max_tokens=max_tokens, seed=seed,
                                                  epoch=epoch)
         self._epoch, self._batches = 0, self._make(0)
-        self.per_epoch = len(self._batches)
+        self._counts = [len(self._batches)]  # batches of each epoch seen so far
+        self.per_epoch = self._counts[0]  # batches in the first epoch
+
+    def _count(self, epoch: int) -> int:
+        while len(self._counts) <= epoch:
+            self._counts.append(len(self._make(len(self._counts))))
+        return self._counts[epoch]
+
+    def steps(self, num_epochs: int) -> int:
+        """Steps in ``num_epochs`` passes over the data."""
+        return sum(self._count(e) for e in range(num_epochs))
 
     def __getitem__(self, step: int) -> list[int]:
-        epoch, index = divmod(step, self.per_epoch)
+        epoch = 0
+        while step >= self._count(epoch):
+            step -= self._count(epoch)
+            epoch += 1
         if epoch != self._epoch:
             self._epoch, self._batches = epoch, self._make(epoch)
-        return self._batches[index]
+        return self._batches[step]

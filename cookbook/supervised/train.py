@@ -48,8 +48,8 @@ class TrainConfig(RunConfig, OptimizerConfig):
     log_path: str = "runs/sft"
 
 
-def num_steps(config: TrainConfig, n_batches_per_epoch: int) -> int:
-    total = n_batches_per_epoch * config.num_epochs
+def num_steps(config: TrainConfig, batches: EpochBatches) -> int:
+    total = batches.steps(config.num_epochs)
     return min(total, config.max_steps) if config.max_steps is not None else total
 
 
@@ -78,7 +78,7 @@ def train(
                            max_tokens=config.max_tokens_per_batch, seed=config.seed)
     if batches.per_epoch == 0:
         raise ConfigError(f"batch_size {config.batch_size} is larger than the dataset ({len(train_data)} examples)")
-    total = num_steps(config, batches.per_epoch)
+    total = num_steps(config, batches)
     hooks = Hooks({**({"test": nll_hook(test_data)} if test_data else {}), **(eval_hooks or {})},
                   default_every=config.eval_every, total_steps=total)
     service = service or make_service(config)

@@ -1,10 +1,12 @@
 import json
+import random
 
 import datasets
 import pytest
 
 from cookbook.supervised.data import (
     DatasetSpec,
+    EpochBatches,
     batch_indices,
     conversation_to_datum,
     load_conversations,
@@ -71,3 +73,19 @@ def test_batches_by_count_and_by_token_budget_are_seeded():
     by_tokens = batch_indices(lengths, batch_size=None, max_tokens=12, seed=1, epoch=0)
     assert sorted(i for b in by_tokens for i in b) == list(range(8))
     assert all(sum(lengths[i] for i in b) <= 12 or len(b) == 1 for b in by_tokens)
+
+
+def test_token_budget_epochs_of_different_batch_counts_are_each_covered_once():
+    rng = random.Random(0)
+    lengths = [rng.randint(1, 50) for _ in range(40)]
+    batches = EpochBatches(lengths, batch_size=None, max_tokens=60, seed=0)
+    counts = [batches.steps(e + 1) - batches.steps(e) for e in range(3)]
+    assert len(set(counts)) > 1  # the shuffles give epochs of different lengths (23, 25, 24 batches)
+    step = 0
+    for count in counts:
+        epoch = [batches[step + i] for i in range(count)]
+        step += count
+        assert sorted(i for batch in epoch for i in batch) == list(range(len(lengths)))  # each example once
+        assert all(sum(lengths[i] for i in b) <= 60 or len(b) == 1 for b in epoch)
+    assert step == batches.steps(3)
+    assert batches[5] == EpochBatches(lengths, batch_size=None, max_tokens=60, seed=0)[5]  # resume: same batches
