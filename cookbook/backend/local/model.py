@@ -7,14 +7,17 @@ weights live here, the LoRA adapters live with their clients.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import transformers
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+from transformers.cache_utils import Cache
 
 from cookbook.tiny import TINY_NAME, tiny_model_dir
 
@@ -135,6 +138,16 @@ class BaseModel:
     @property
     def body(self) -> nn.Module:
         return self.model.get_decoder()
+
+    def body_with_cache(self, cache: Cache, **inputs: Any) -> tuple[torch.Tensor, Cache]:
+        """The decoder body's forward with a KV cache: (last hidden states, the updated cache).
+
+        transformers 5.2x renamed the cache argument and output from ``past_key_values`` to ``cache``
+        (the old name warns); older versions know only the old one."""
+        body = self.body
+        name = "cache" if "cache" in inspect.signature(body.forward).parameters else "past_key_values"
+        out = body(**inputs, **{name: cache}, use_cache=True)
+        return out.last_hidden_state, out[name]
 
     @property
     def lm_head(self) -> nn.Module:

@@ -168,9 +168,10 @@ class _EagerDecoding:
                                        self.attn_mask[..., :end] if self.padded else None)
         else:
             self.mask[:, end - 1] = 1
-            out = model.body(input_ids=choice[:, None], attention_mask=self.mask[:, :end] if self.padded else None,
-                             position_ids=self.next_pos, past_key_values=self.cache, use_cache=True)
-            self.cache, hidden = out.past_key_values, out.last_hidden_state[:, -1]
+            hidden, self.cache = model.body_with_cache(
+                self.cache, input_ids=choice[:, None], attention_mask=self.mask[:, :end] if self.padded else None,
+                position_ids=self.next_pos)
+            hidden = hidden[:, -1]
         self.next_pos = self.next_pos + 1
         self.steps += 1
         return model.lm_head(hidden).float()
@@ -231,17 +232,15 @@ def sample_batch(model: BaseModel, jobs: Sequence[SampleJob]) -> list[types.Samp
     padded = any(len(j.prompt) != width for j in prefill_jobs)  # without padding, plain causal attention
     room = 0 if static is not None else min(max_steps, KV_PREALLOCATE_MAX)  # the static decoder has its own cache
     with use_adapters([job.adapter for job in prefill_jobs]):
-        out = model.body(input_ids=ids, attention_mask=mask[:, :width] if padded else None, position_ids=positions,
-                         past_key_values=preallocated_cache(width + room), use_cache=True)
-        cache = out.past_key_values
-        hidden = out.last_hidden_state
+        hidden, cache = model.body_with_cache(preallocated_cache(width + room), input_ids=ids, position_ids=positions,
+                                              attention_mask=mask[:, :width] if padded else None)
         logits = model.lm_head(hidden[:, -1]).float()
 
     extras = []
     for job, u in zip(jobs, job_unique):
         need = job.include_prompt_logprobs or job.topk_prompt_logprobs
         extras.append(_prompt_outputs(model, job, hidden[u, width - len(job.prompt) :]) if need else {})
-    del hidden, out
+    del hidden
 
     expand = row_unique.to(device)
     if len(prefill_jobs) != n_rows:
