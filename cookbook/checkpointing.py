@@ -11,7 +11,7 @@ May import ``cookbook.primitives`` and ``cookbook.run_dir``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from cookbook.primitives import ServiceClient, TrainingClient, ready
 from cookbook.run_dir import CheckpointRecord, RunDir
@@ -29,16 +29,26 @@ class RunResult:
     resumed_from: int  # steps that were already done when this call started
 
 
-def start_or_resume(run: RunDir, service: ServiceClient, *, base_model: str, lora_rank: int,
-                    seed: int, init_from: str | None = None) -> tuple[TrainingClient, int]:
+class StartSettings(Protocol):
+    """The config fields a run starts from (every loop's config has them)."""
+
+    base_model: str
+    lora_rank: int
+    seed: int
+    load_checkpoint_path: str | None  # start from these weights (fresh optimizer) instead of a new adapter
+
+
+def start_or_resume(run: RunDir, service: ServiceClient, config: StartSettings) -> tuple[TrainingClient, int]:
     """(training client, steps already done): the last checkpoint's weights and optimizer when the run
-    has one; otherwise a fresh LoRA client, or ``init_from``'s weights with a fresh optimizer."""
+    has one; otherwise a fresh LoRA client, or ``config.load_checkpoint_path``'s weights with a fresh
+    optimizer."""
     last = run.last_checkpoint()
     if last is None:
-        if init_from:
-            client = ready(service.create_training_client_from_state(init_from))
+        if config.load_checkpoint_path:
+            client = ready(service.create_training_client_from_state(config.load_checkpoint_path))
         else:
-            client = ready(service.create_lora_training_client(base_model=base_model, rank=lora_rank, seed=seed))
+            client = ready(service.create_lora_training_client(base_model=config.base_model, rank=config.lora_rank,
+                                                               seed=config.seed))
         run.truncate_metrics(0)
         return client, 0
     client = ready(service.create_training_client_from_state_with_optimizer(last.state_path))
@@ -47,12 +57,14 @@ def start_or_resume(run: RunDir, service: ServiceClient, *, base_model: str, lor
     return client, last.step
 
 
-def finished(run: RunDir, service: ServiceClient) -> tuple[TrainingClient | None, CheckpointRecord]:
-    """A finished run's final checkpoint and a training client with its last saved weights."""
+def finished(run: RunDir, service: ServiceClient, total: int) -> RunResult:
+    """The result of a run that already finished its ``total`` steps (nothing is trained again), with a
+    training client holding its last saved weights."""
     run.logger.info("run already finished; nothing to do")
     last = run.last_checkpoint()
     client = ready(service.create_training_client_from_state(last.state_path)) if last else None
-    return client, [r for r in run.checkpoints() if r.final][-1]
+    final = [r for r in run.checkpoints() if r.final][-1]
+    return RunResult(client, total, final.state_path, final.sampler_path, run.metrics(), total)
 
 
 def save_checkpoint(run: RunDir, training_client: TrainingClient, steps_done: int) -> CheckpointRecord:

@@ -241,10 +241,8 @@ def train(
         return train_ref.calls + test_ref.calls
 
     if run.is_finished():
-        tc, final = checkpointing.finished(run, service)
-        return DPOResult(tc, total, final.state_path, final.sampler_path, run.metrics(), total, calls())
-    tc, start = checkpointing.start_or_resume(run, service, base_model=config.base_model, lora_rank=config.lora_rank,
-                                              seed=config.seed, init_from=config.load_checkpoint_path)
+        return DPOResult(**vars(checkpointing.finished(run, service, total)), reference_calls=calls())
+    tc, start = checkpointing.start_or_resume(run, service, config)
     logger = MetricLogger(run, wandb_project=config.wandb_project, wandb_name=config.wandb_name, resume_step=start)
     epochs: dict[int, list[list[int]]] = {}
     last_finish = time.monotonic()

@@ -111,10 +111,8 @@ def train(
     hooks = Hooks(dict(eval_hooks or {}), default_every=config.eval_every, total_steps=total)
     service = service or make_service(config)
     if run.is_finished():
-        tc, final = checkpointing.finished(run, service)
-        return RunResult(tc, total, final.state_path, final.sampler_path, run.metrics(), total)
-    tc, start = checkpointing.start_or_resume(run, service, base_model=config.base_model, lora_rank=config.lora_rank,
-                                              seed=config.seed, init_from=config.load_checkpoint_path)
+        return checkpointing.finished(run, service, total)
+    tc, start = checkpointing.start_or_resume(run, service, config)
     reference = _reference_sampler(config, service)
     logger = MetricLogger(run, wandb_project=config.wandb_project, wandb_name=config.wandb_name, resume_step=start)
     episodes = EpisodeLog(run.path / "episodes.txt", tc.get_tokenizer(), config.log_groups)

@@ -83,10 +83,8 @@ def train(
                   default_every=config.eval_every, total_steps=total)
     service = service or make_service(config)
     if run.is_finished():
-        tc, final = checkpointing.finished(run, service)
-        return RunResult(tc, total, final.state_path, final.sampler_path, run.metrics(), total)
-    tc, start = checkpointing.start_or_resume(run, service, base_model=config.base_model, lora_rank=config.lora_rank,
-                                              seed=config.seed, init_from=config.load_checkpoint_path)
+        return checkpointing.finished(run, service, total)
+    tc, start = checkpointing.start_or_resume(run, service, config)
     logger = MetricLogger(run, wandb_project=config.wandb_project, wandb_name=config.wandb_name, resume_step=start)
     last_finish = time.monotonic()
 
