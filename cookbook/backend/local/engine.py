@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from . import openmp
 from .futures import LocalFuture
 from .model import BaseModel, resolve_device, resolve_dtype
 from .sampler import SampleJob, sample_batch
@@ -110,6 +111,7 @@ class Engine:
         return job.future
 
     def _push(self, item: _Op | _SampleOp) -> None:
+        openmp.release_thread_team()  # the caller's idle team would throttle ours (see openmp.py)
         with self._cv:
             if self._closed:
                 raise RuntimeError("the local engine is closed")
@@ -117,6 +119,13 @@ class Engine:
             self._cv.notify()
 
     def _run(self) -> None:
+        openmp.register_compute_thread()
+        try:
+            self._serve()
+        finally:
+            openmp.unregister_compute_thread()
+
+    def _serve(self) -> None:
         while True:
             with self._cv:
                 while not self._queue and not self._closed:

@@ -10,6 +10,8 @@ from typing import Any, Generic, TypeVar
 
 from tinker import APIFuture
 
+from . import openmp
+
 T = TypeVar("T")
 
 
@@ -26,6 +28,8 @@ class LocalFuture(APIFuture[T], Generic[T]):
         return fut
 
     def result(self, timeout: float | None = None) -> T:
+        if not self._future.done():  # a caller that waits is not computing: free its OpenMP team
+            openmp.release_thread_team()
         return self._future.result(timeout)
 
     async def result_async(self, timeout: float | None = None) -> T:
