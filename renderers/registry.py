@@ -15,9 +15,15 @@ from transformers import PreTrainedTokenizerBase
 from renderers.base import Renderer
 from renderers.chat_template import ChatTemplateRenderer, NoChatTemplateError
 from renderers.deepseek import DeepSeekV3Renderer, DeepSeekV3ThinkingRenderer
+from renderers.deepseek_v32 import DeepSeekV32DisableThinkingRenderer, DeepSeekV32Renderer
+from renderers.gemma import Gemma3Renderer
+from renderers.glm import Glm45DisableThinkingRenderer, Glm45Renderer
 from renderers.gpt_oss import GptOssRenderer
 from renderers.kimi import KimiK2Renderer
 from renderers.llama3 import Llama3Renderer
+from renderers.minimax import MiniMaxM2Renderer
+from renderers.mistral import MistralSmallRenderer
+from renderers.nemotron import NemotronNanoV2Renderer
 from renderers.qwen3 import Qwen3DisableThinkingRenderer, Qwen3InstructRenderer, Qwen3Renderer
 from renderers.role_colon import RoleColonRenderer
 from renderers.tiny import TinyRenderer
@@ -41,7 +47,15 @@ _RENDERERS: dict[str, RendererFactory] = {
     "llama3": Llama3Renderer,
     "deepseekv3": DeepSeekV3Renderer,
     "deepseekv3_thinking": DeepSeekV3ThinkingRenderer,
+    "deepseekv32": DeepSeekV32Renderer,
+    "deepseekv32_disable_thinking": DeepSeekV32DisableThinkingRenderer,
     "kimi_k2": KimiK2Renderer,
+    "glm45": Glm45Renderer,
+    "glm45_disable_thinking": Glm45DisableThinkingRenderer,
+    "gemma3": Gemma3Renderer,
+    "mistral_small": MistralSmallRenderer,
+    "nemotron_nano_v2": NemotronNanoV2Renderer,
+    "minimax_m2": MiniMaxM2Renderer,
     "gpt_oss": GptOssRenderer,
     # Named reasoning efforts, for configs that only carry a renderer name.
     "gpt_oss_low_reasoning": _gpt_oss("low"),
@@ -133,6 +147,14 @@ MODEL_RENDERERS: dict[str, str] = {
     "moonshotai/Kimi-K2-Base": "role_colon",
     "openai/gpt-oss-20b": "gpt_oss",
     "openai/gpt-oss-120b": "gpt_oss",
+    "deepseek-ai/DeepSeek-V3.2": "deepseekv32",
+    **{m: "glm45" for m in ["zai-org/GLM-4.5", "zai-org/GLM-4.5-Air", "zai-org/GLM-4.6"]},
+    **{m: "role_colon" for m in ["zai-org/GLM-4.5-Base", "zai-org/GLM-4.5-Air-Base"]},
+    **{m: "gemma3" for m in _sizes("google/gemma-3-", ["1b", "4b", "12b", "27b"], "-it")},
+    **{m: "role_colon" for m in _sizes("google/gemma-3-", ["1b", "4b", "12b", "27b"], "-pt")},
+    "mistralai/Mistral-Small-3.1-24B-Instruct-2503": "mistral_small",
+    **{m: "nemotron_nano_v2" for m in ["nvidia/NVIDIA-Nemotron-Nano-9B-v2", "nvidia/NVIDIA-Nemotron-Nano-12B-v2"]},
+    "MiniMaxAI/MiniMax-M2": "minimax_m2",
 }
 
 

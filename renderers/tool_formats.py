@@ -13,15 +13,25 @@ from collections.abc import Callable
 
 from renderers.base import ToolCall
 from renderers.deepseek import split_deepseek_tool_calls
+from renderers.deepseek_v32 import split_dsml_tool_calls
+from renderers.glm import split_glm_tool_calls
 from renderers.kimi import split_kimi_tool_calls
 from renderers.llama3 import split_llama3_tool_call
+from renderers.minimax import split_minimax_tool_calls
+from renderers.mistral import split_mistral_tool_calls
+from renderers.nemotron import split_nemotron_tool_calls
 from renderers.qwen3 import split_qwen_tool_calls
 
 SplitToolCalls = Callable[[str], tuple[str, list[ToolCall]]]
 
 TOOL_CALL_FORMATS: dict[str, SplitToolCalls] = {
     "deepseek_v3": split_deepseek_tool_calls,
+    "deepseek_dsml": split_dsml_tool_calls,
     "kimi_k2": split_kimi_tool_calls,
+    "minimax": split_minimax_tool_calls,
+    "mistral": split_mistral_tool_calls,
+    "nemotron": split_nemotron_tool_calls,
+    "glm": split_glm_tool_calls,
     "qwen": split_qwen_tool_calls,
     "llama3_json": split_llama3_tool_call,
 }

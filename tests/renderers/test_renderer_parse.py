@@ -8,7 +8,7 @@ import random
 
 import pytest
 from renderer_corpus import CONVERSATIONS
-from renderer_targets import TARGETS, Target, canonical, expected_parse
+from renderer_targets import TARGETS, Target, canonical, expected_parse, round_trips
 from tokenizer_builders import family_tokenizer
 
 import renderers
@@ -19,9 +19,13 @@ IDS = [f"{t.id}-{c.name}" for t, c in CASES]
 
 
 def turn_tokens(renderer, messages, i, tools):
-    """The tokens a model generates for messages[i]: its weighted tokens as the last message."""
+    """The tokens a model generates for messages[i]: its weighted tokens as the last message (GLM,
+    whose turns end with the next role token, ends it with `<|user|>`)."""
     model_input, weights = renderer.build_supervised_example(messages[: i + 1], TrainOnWhat.LAST_ASSISTANT_MESSAGE, tools=tools)
-    return [t for t, w in zip(model_input.to_ints(), weights) if w]
+    tokens = [t for t, w in zip(model_input.to_ints(), weights) if w]
+    if renderer.name.startswith("glm45"):
+        tokens.append(renderer.tokenizer.convert_tokens_to_ids("<|user|>"))
+    return tokens
 
 
 @pytest.mark.parametrize(("target", "conv"), CASES, ids=IDS)
@@ -35,9 +39,9 @@ def test_parse_round_trips_and_truncation_is_detected(target: Target, conv):
         assert ok, renderer.decode(tokens)
         assert parsed["role"] == "assistant"
         assert canonical(parsed) == expected_parse(target, conv.messages, i)
-        # The parsed message renders to the same turn again.
+        # The parsed message renders to the same turn again (ids are the parsed ones).
         again = turn_tokens(renderer, conv.messages[:i] + [parsed], i, conv.tools)
-        assert again == tokens
+        assert again == tokens or not round_trips(target, conv.messages, i)
         # Truncated turns are not ok.
         for cut in {len(tokens) - 1, len(tokens) // 2, 0}:
             parsed, ok = renderer.parse_response(tokens[:cut])
