@@ -90,6 +90,8 @@ class TemplateFacts:
     assistant_header: str  # what the generation prompt adds to a conversation (its last turn's header)
     think_open: str  # tag before reasoning ("" when the prompt already opens it)
     think_close: str  # tag after reasoning; "" when the template writes no reasoning
+    after_think: str | None  # what separates reasoning from the content (None: any newlines)
+    before_end: str  # whitespace the template writes between an answer and its end-of-turn text
     tool_format: str | None  # a key of TOOL_CALL_FORMATS, "unknown", or None (no tool calls)
     arguments_as_text: bool  # the template takes tool-call arguments as JSON text, not objects
 
@@ -247,13 +249,15 @@ class ChatTemplateRenderer(Renderer):
     def _parse(self, body: str, terminator: str) -> Message:
         facts = self.facts
         thinking = None
+        if facts.before_end and terminator == facts.end_of_turn:
+            body = body.removesuffix(facts.before_end)
         if facts.think_close and facts.think_close in body:
             reasoning, body = body.split(facts.think_close, 1)
             reasoning = reasoning.lstrip()
             if facts.think_open:
                 reasoning = reasoning.removeprefix(facts.think_open)
             thinking = reasoning.strip("\n") or None
-            body = body.lstrip("\n")
+            body = body.lstrip("\n") if facts.after_think is None else body.removeprefix(facts.after_think)
         elif facts.think_open and facts.think_open in body:
             raise ParseError("unclosed reasoning block")
         calls = []
@@ -276,26 +280,44 @@ class ChatTemplateRenderer(Renderer):
         try:
             history = self._render_text(messages[:i], tools, False, now)
             prompt = self._prompt_text(messages[:i], tools, now)
+            header = prompt[len(history) :] if prompt.startswith(history) else ""
+            turn = len(history) if alone.startswith(history) else self._carry(history, [len(history)], alone)[0]
         except ChatTemplateError:
             if i:
                 raise
-            history, prompt = "", self.facts.assistant_header  # templates rarely render an empty conversation
-        header = prompt[len(history) :] if prompt.startswith(history) else ""
-        turn = len(history) if alone.startswith(history) else self._carry(history, [len(history)], alone)[0]
-        at = alone.find(header, turn) if header else -1
-        start = at + len(header) if at >= 0 else turn + self._lcp(header, alone[turn:])
+            # Templates rarely render an empty conversation: the first turn starts at the assistant header.
+            header = self.facts.assistant_header
+            found = [k for k in (alone.find(header), alone.find(header.strip())) if header.strip() and k >= 0]
+            turn = min(found) if found else 0
         end = len(alone.rstrip())
+        start = self._after_header(alone, header, turn, end)
         if end <= start:
             return None  # the template writes nothing the model would generate for this message
         if not text.startswith(alone[:end]):
             turn, end = self._carry(alone[:end], [turn, end], text)
-            at = text.find(header, turn, end) if header else -1
-            start = at + len(header) if at >= 0 else turn + self._lcp(header, text[turn:end])
+            start = self._after_header(text, header, turn, end)
         if not self.facts.end_of_turn:
             follower = next((m for m in self.facts.next_turn if text.startswith(m, end)), None)
             if follower:
                 end += len(follower)
         return start, end
+
+    def _after_header(self, text: str, header: str, turn: int, end: int) -> int:
+        """Where the trainable text of a turn that starts at `turn` begins: after the generation
+        prompt's text (the assistant header), found whole; else after its non-blank part and as much
+        of the whitespace around it as the turn repeats (templates that indent or add blank lines);
+        else after as much of it as the turn shares (e.g. `<think>\\n` of an empty think block)."""
+        if not header:
+            return turn
+        at = text.find(header, turn, end)
+        if at >= 0:
+            return at + len(header)
+        core = header.strip()
+        at = text.find(core, turn, end) if core else -1
+        if at >= 0:
+            tail = header[header.index(core) + len(core) :]
+            return at + len(core) + self._lcp(tail, text[at + len(core) : end])
+        return turn + self._lcp(header, text[turn:end])
 
     def _carry(self, src: str, positions: list[int], dst: str) -> list[int]:
         """Positions in `src` carried over to `dst`, a rendering of the same turns in which the template
@@ -385,8 +407,10 @@ class ChatTemplateRenderer(Renderer):
             raise ChatTemplateError("cannot use this chat template: it does not render an assistant message's content")
         # A template whose add_generation_prompt text is not how its answers start (the header is
         # already at the end of the user turn) is prompted with the rendering without it.
-        uses_prompt = not (with_prompt != plain and self._lcp(with_prompt, answered) <= len(plain)
-                           and answered.startswith(plain))
+        suffix = with_prompt[len(plain) :] if with_prompt.startswith(plain) else ""
+        continuation = answered[len(plain) : a_at] if answered.startswith(plain) else None
+        uses_prompt = not (suffix.strip() and continuation is not None and not self._lcp(suffix, continuation)
+                           and suffix.strip() not in continuation)
         prompt = with_prompt if uses_prompt else plain
         end_of_turn = answered[a_at + len(_A1) :].strip()
 
@@ -404,23 +428,36 @@ class ChatTemplateRenderer(Renderer):
             pass
 
         think_open = think_close = ""
+        after_think: str | None = None
         try:
             reasoned = render([user, {**answer, "thinking": _R1}])
             body = reasoned[self._lcp(prompt, reasoned) :]
             r_at, a_at2 = body.find(_R1), body.find(_A1)
             if 0 <= r_at < a_at2:
-                think_open, think_close = body[:r_at].strip(), body[r_at + len(_R1) : a_at2].strip()
+                between = body[r_at + len(_R1) : a_at2]
+                think_open, think_close = body[:r_at].strip(), between.strip()
+                after_think = between[between.index(think_close) + len(think_close) :] if think_close else None
         except ChatTemplateError:
             pass
         if not think_close:
-            think_open = ""
+            # A template that ignores reasoning fields but opens a think block in its generation
+            # prompt (e.g. Nemotron's `<think>\n\n`) has the model write `...</think>` itself.
+            opened = re.search(r"<(\w*think\w*)>\s*$", with_prompt[len(plain) :])
+            if opened and f"</{opened.group(1)}>" in self._template:
+                think_open, think_close, after_think = f"<{opened.group(1)}>", f"</{opened.group(1)}>", None
+            else:
+                think_open = ""
+        tail = answered[a_at + len(_A1) :]
+        before_end = tail[: tail.index(end_of_turn)] if end_of_turn else ""
+        before_end = before_end if not before_end.strip() else ""
 
         tool_format, tool_call_end, as_text = self._probe_tools(render, user, prompt, uses_prompt, end_of_turn,
                                                                 think_close, next_turn)
         self._arguments_as_text = as_text
         header = with_prompt[len(plain) :] if with_prompt.startswith(plain) else ""
         return TemplateFacts(uses_prompt, answered.startswith(prompt), end_of_turn, tuple(next_turn), tool_call_end,
-                             history_end, header, think_open, think_close, tool_format, as_text)
+                             history_end, header, think_open, think_close, after_think, before_end, tool_format,
+                             as_text)
 
     def _probe_tools(self, render, user, prompt: str, uses_prompt: bool, end_of_turn: str, think_close: str,
                      next_turn: list[str]) -> tuple[str | None, str, bool]:

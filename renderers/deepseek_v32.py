@@ -181,7 +181,7 @@ class DeepSeekV32Renderer(Renderer):
 
     def _parse(self, body: str, terminator: str) -> Message:
         thinking = None
-        if "</think>" in body:
+        if self.thinking and "</think>" in body:
             reasoning, body = body.split("</think>", 1)
             thinking = reasoning.removeprefix("<think>") or None
         content, calls = split_dsml_tool_calls(body)

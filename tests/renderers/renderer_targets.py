@@ -278,10 +278,7 @@ def expected_parse(target: Target, messages: list[dict[str, Any]], i: int) -> tu
     if family == "deepseekv32":
         return content, thinking, calls
     if family == "deepseekv32_disable_thinking":
-        if "</think>" in content:  # nothing marks reasoning in this mode: the parser splits at </think>
-            reasoning, content = content.split("</think>", 1)
-            return content, reasoning.removeprefix("<think>") or None, calls
-        return content, None, calls
+        return content, None, calls  # no reasoning in this mode: content is kept as written
     if family == "minimax_m2":
         return content, thinking, calls
     # role_colon, qwen3_instruct, deepseekv3, kimi_k2: no thinking
@@ -294,7 +291,7 @@ def round_trips(target: Target, messages: list[dict[str, Any]], i: int) -> bool:
     renders differently (documented)."""
     message = messages[i]
     inline = message.get("thinking") is None and "</think>" in text_content(message)
-    return not (inline and target.renderer in ("nemotron_nano_v2", "deepseekv32_disable_thinking"))
+    return not (inline and target.renderer == "nemotron_nano_v2")
 
 
 def prefix_holds(target: Target, messages: list[dict[str, Any]], i: int) -> bool:
