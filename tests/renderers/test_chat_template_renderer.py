@@ -7,6 +7,7 @@ give the same tokens, weights and parsed messages."""
 from __future__ import annotations
 
 import copy
+import random
 
 import pytest
 from chat_template_cases import CASES, FAMILY_TARGETS, TemplateCase, assistant_bodies
@@ -225,3 +226,16 @@ def test_probed_facts_of_a_few_templates():
     assert not facts["deepseek-v3.2"].uses_generation_prompt and facts["deepseek-v3.2"].tool_format == "deepseek_dsml"
     assert facts["gpt-oss"].tool_call_end == "<|call|>" and facts["gpt-oss"].history_end == "<|end|>"
     assert len(facts["falcon-instruct"].next_turn) == 1 and facts["falcon-instruct"].next_turn[0].endswith("\n\nUser:")
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.id in ("qwen3", "glm-4.6", "deepseek-v3.2", "minimax-m2", "falcon-instruct")],
+                         ids=lambda c: c.id)
+def test_parse_never_raises_on_random_tokens(case: TemplateCase):
+    renderer = case.renderer()
+    tokenizer = renderer.tokenizer
+    special_ids = [tokenizer.convert_tokens_to_ids(t) for t in tokenizer.get_added_vocab()]
+    rng = random.Random(0)
+    for _ in range(200):
+        tokens = [rng.choice(special_ids + list(range(256))) for _ in range(rng.randint(0, 40))]
+        message, ok = renderer.parse_response(tokens)
+        assert message["role"] == "assistant" and isinstance(ok, bool)

@@ -77,6 +77,18 @@ MALFORMED = {
         "<|tool_calls_section_begin|><|tool_call_begin|>functions.f:0<|tool_call_argument_begin|>{}<|tool_call_end|><|im_end|>",
         "<|tool_calls_section_begin|>junk<|tool_calls_section_end|><|im_end|>",
     ],
+    "glm45": [
+        "\n<think>never closed<|user|>",
+        "\n<think></think>\n<tool_call>f\n<arg_key>a</arg_key>\n<|user|>",
+        "\n<think></think>\n<tool_call>f\n</tool_call> trailing<|observation|>",
+    ],
+    "mistral_small": ["[TOOL_CALLS] [{not json}]</s>", '[TOOL_CALLS] [{"arguments": {}}]</s>', 'text[TOOL_CALLS] [{"name": "f", "arguments": {}}]</s>'],
+    "nemotron_nano_v2": ["<TOOLCALL>[{oops]</TOOLCALL>\n<SPECIAL_12>", "<TOOLCALL>[]\n<SPECIAL_12>", "<think>never closed\n<SPECIAL_12>"],
+    "deepseekv32": [
+        "</think>\n\n<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"f\">\n<｜DSML｜parameter name=\"a\" string=\"false\">{bad</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜function_calls><｜end▁of▁sentence｜>",
+        "</think>\n\n<｜DSML｜function_calls>\njunk<｜end▁of▁sentence｜>",
+    ],
+    "minimax_m2": ["<think>\nnever closed[e~[", "\n<minimax:tool_call>\n<invoke name=\"f\">\njunk</invoke>\n</minimax:tool_call>[e~["],
     "gpt_oss_medium_reasoning": [
         "<|channel|>analysis<|message|>thinking<|start|>assistant<|channel|>final<|message|>x<|return|>",
         "<|channel|>final<|message|>x<|call|>",
