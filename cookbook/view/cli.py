@@ -54,17 +54,15 @@ def parse(argv: list[str]) -> ViewArgs | None:
             raise ConfigError(f"unknown option {arg}; see cookbook view --help")
         elif "=" in arg and not Path(arg).exists():
             key, _, value = arg.partition("=")
-            try:
-                if key == "port":
-                    args.port = int(value)
-                elif key == "host":
-                    args.host = value
-                elif key == "poll":
-                    args.poll = float(value)
-                else:
-                    raise ConfigError(f"unknown option {key}=; the options are port=, host=, poll= and --export")
-            except ValueError:
-                raise ConfigError(f"{key} must be a number, got {value!r}") from None
+            if key == "host":
+                args.host = value
+            elif key in ("port", "poll"):
+                try:
+                    setattr(args, key, int(value) if key == "port" else float(value))
+                except ValueError:
+                    raise ConfigError(f"{key} must be a number, got {value!r}") from None
+            else:
+                raise ConfigError(f"unknown option {key}=; the options are port=, host=, poll= and --export")
         else:
             args.dirs.append(arg)
     if not args.dirs:

@@ -2,7 +2,8 @@
 
 The browser is Debian's ``chromium`` driven by ``playwright`` (never ``playwright install``: the
 browser comes from the system). Without either, the browser tests skip and say what is missing.
-``COOKBOOK_VIEW_SCREENSHOTS=DIR`` also copies each view's screenshot there (docs/images/ is made so).
+``COOKBOOK_VIEW_SCREENSHOTS=DIR`` also copies each view's screenshot there, palette-compressed (the
+README's docs/images/ are made so).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from cookbook.view.store import Store
 def runs_root(tmp_path_factory) -> Path:
     from tiny_runs import build
 
-    root = tmp_path_factory.mktemp("view-runs")
+    root = tmp_path_factory.mktemp("view") / "runs"  # shown as runs/sft, runs/rl, ... on the page
     with one_compute_thread():
         build(root)
     return root

@@ -273,3 +273,30 @@ def test_the_export_is_one_file_that_works_offline(browser, runs_root, tmp_path)
     assert all(url.startswith("file://") or url.startswith("data:") for url in requests), requests
     assert page.errors == []
     page.context.close()
+
+
+def test_eval_samples_show_each_response_and_grade_and_the_sweep_table_sorts(page, viewer, runs_root):
+    samples = rows_of(runs_root / "eval" / "results.jsonl")
+    page.page.goto(f"{viewer.url}/#tab=evals&eval=0/eval")
+    page.page.wait_for_selector("tr.sample", timeout=TIMEOUT_MS)
+    cells = page.page.eval_on_selector_all("tr.sample",
+                                           "rows => rows.map((r) => [...r.cells].map((c) => c.textContent))")
+    assert [(c[0], c[3], c[4], c[6].startswith("✓")) for c in cells] == [
+        (s["id"], s["reference"], s["response"], s["correct"]) for s in samples]
+
+    page.page.goto(f"{viewer.url}/#tab=evals&eval=0/sweep")
+    page.page.wait_for_selector("table.sweep tr.sweep-row", timeout=TIMEOUT_MS)
+
+    def steps() -> list[str]:
+        return page.page.eval_on_selector_all("tr.sweep-row", "rows => rows.map((r) => r.cells[2].textContent)")
+    assert steps() == ["2", "4"]  # results.csv order
+    page.page.click('th[data-key="step"]')
+    page.page.wait_for_selector('th.sorted-asc[data-key="step"]')
+    assert steps() == ["2", "4"]
+    page.page.click('th[data-key="step"]')
+    page.page.wait_for_selector('th.sorted-desc[data-key="step"]')
+    assert steps() == ["4", "2"]
+    page.page.click("tr.sweep-row >> nth=0 >> a")  # a score opens its cell's samples
+    page.page.wait_for_selector("tr.sample", timeout=TIMEOUT_MS)
+    assert page.page.locator("tr.sample").count() == 6
+    assert page.errors == []

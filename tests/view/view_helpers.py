@@ -39,7 +39,9 @@ class Page:
         path = self.shots / f"{name}.png"
         self.page.screenshot(path=str(path))
         copy_to = os.environ.get("COOKBOOK_VIEW_SCREENSHOTS")
-        if copy_to:
+        if copy_to:  # for the README: a 128-colour palette keeps each image near 30 KB
+            from PIL import Image
+
             Path(copy_to).mkdir(parents=True, exist_ok=True)
-            shutil.copy(path, Path(copy_to) / path.name)
+            Image.open(path).convert("RGB").quantize(colors=128).save(Path(copy_to) / path.name, optimize=True)
         return path
