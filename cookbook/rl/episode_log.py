@@ -9,9 +9,11 @@ For the first ``groups_per_step`` groups of every step:
   ``episodes``; an episode its ``reward`` (final, group reward included), ``advantage`` (the
   group-centred reward the loop trains on, divided by the group's std when the run's
   ``normalize_advantages`` is set; a KL penalty, if any, is applied later per token and is not
-  included), ``metrics`` (the env's, averaged over turns) and ``turns``. A turn holds ``prompt`` (the
-  new part of the prompt, decoded), ``reply``, ``reward``, ``log``, ``metrics``, ``stop_reason``, and
-  the reply's ``tokens`` (each token decoded on its own) with the sampler's ``logprobs``.
+  included; on-policy distillation, which shares this log, trains on the per-token reverse KL
+  instead, plus ``reward_coef`` times this), ``metrics`` (the env's, averaged over turns) and
+  ``turns``. A turn holds ``prompt`` (the new part of the prompt, decoded), ``reply``, ``reward``,
+  ``log``, ``metrics``, ``stop_reason``, and the reply's ``tokens`` (each token decoded on its own)
+  with the sampler's ``logprobs``.
 
 A resumed run writes the steps it runs again a second time; readers keep the last record of a step.
 The two run settings the advantages depend on are read from the run directory's ``config.json``

@@ -71,8 +71,10 @@ def test_curves_have_one_point_per_metrics_row_and_follow_the_controls(page, vie
     wait_points(page, "train/loss", "0/sft", len(sft))
     assert points(page, "train/loss", "0/sft") == [[r["step"], r["train/loss"]] for r in sft]
     wait_points(page, "reward/mean", "0/rl", len(rl))
-    # an eval-hook metric (test NLL every eval_every steps) on the same step axis
-    assert points(page, "test/nll", "0/sft") == [[r["step"], r["test/nll"]] for r in sft if "test/nll" in r]
+    # eval-hook metrics (every eval_every steps) on the same step axis, charted by default
+    for metric in ("test/nll", "eval/addition/accuracy"):
+        assert points(page, metric, "0/sft") == [[r["step"], r[metric]] for r in sft if metric in r]
+        assert len(points(page, metric, "0/sft")) == 2
 
     page.page.select_option("#x-axis", "time")
     elapsed, total = [], 0.0

@@ -1,6 +1,7 @@
 """Tiny real run directories for the viewer's tests, built once per session (``build(root)``).
 
-- ``sft``: ``sl/chat_sft`` on addition, 4 steps (checkpoints after steps 2 and 4, test NLL at 2 and 4);
+- ``sft``: ``sl/chat_sft`` on addition, 4 steps (checkpoints after steps 2 and 4; test NLL and the
+  ``addition`` benchmark as an eval hook on 4 problems after steps 2 and 4);
 - ``rl``: the RL loop for 3 steps on a chat env whose reward is the parity of the reply's length (so
   groups have different rewards), an odd first reply that parsed retried, all groups logged;
 - ``dpo``: ``dpo/chat_dpo`` on addition comparisons, 2 steps;
@@ -67,6 +68,7 @@ def build(root: Path) -> dict[str, Path]:
     from cookbook.tokenizer_utils import get_tokenizer
     from evals import run as eval_run
     from evals import sweeps
+    from evals.hooks import EvalHooksConfig
     from recipes.dpo import chat_dpo
     from recipes.sl import chat_sft
     from renderers import get_renderer
@@ -76,7 +78,8 @@ def build(root: Path) -> dict[str, Path]:
     common = dict(progress=False, lora_rank=4)
     sft = chat_sft.main(chat_sft.Config(
         data=chat_sft.DataConfig(source="addition", max_examples=64, test_size=8), batch_size=8, max_steps=4,
-        eval_every=2, save_every=2, learning_rate=1e-3, log_path=str(paths["sft"]), **common))
+        eval_every=2, save_every=2, learning_rate=1e-3, evals=EvalHooksConfig(benchmarks="addition", limit=4),
+        log_path=str(paths["sft"]), **common))
     renderer = get_renderer("tiny", get_tokenizer("tiny"))
     rl_train(RLConfig(max_tokens=6, max_turns=2, log_groups=2, max_steps=3, log_path=str(paths["rl"]), **common),
              ParityDataset(renderer, steps=3, groups=2, size=4))
