@@ -63,6 +63,37 @@ def test_every_view_loads_without_console_errors_and_is_screenshotted(page, view
         assert shot.stat().st_size > 10_000, name
     assert page.page.locator("#warnings").is_hidden()  # nothing malformed in these runs
     assert page.errors == []
+    assert {url.split("/")[2] for url in page.requests} == {viewer.url.split("/")[2]}  # no CDN, nothing else
+    assert any(url.endswith("/static/plotly.min.js") for url in page.requests)
+
+
+def flat(config: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(flat(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def test_run_view_lists_checkpoints_and_the_difference_between_two_configs(page, viewer, runs_root):
+    checkpoints = rows_of(runs_root / "sft" / "checkpoints.jsonl")
+    page.page.goto(f"{viewer.url}/#tab=run&run=0/sft")
+    page.page.wait_for_selector("table.checkpoints td", timeout=TIMEOUT_MS)
+    shown = page.page.eval_on_selector_all("table.checkpoints tr", "rows => rows.slice(1).map((r) => "
+                                           "[...r.cells].map((c) => c.querySelector('code')?.textContent || ''))")
+    assert [(row[2], row[3]) for row in shown] == [(c["state_path"], c["sampler_path"] or "") for c in checkpoints]
+    option = page.page.get_attribute("table.checkpoints tr >> nth=1 >> button >> nth=1", "title")
+    assert option == f"load_checkpoint_path={checkpoints[0]['state_path']}"
+
+    page.page.select_option("#compare", "0/rl")
+    page.page.wait_for_selector("table.config-diff tr.diff", timeout=TIMEOUT_MS)
+    mine, theirs = (flat(json.loads((runs_root / run / "config.json").read_text())) for run in ("sft", "rl"))
+    differing = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+    keys = page.page.eval_on_selector_all("table.config-diff tr.diff th", "els => els.map((e) => e.textContent)")
+    assert keys == differing and "learning_rate" in keys and "data.source" in keys
+    assert page.errors == []
 
 
 def test_curves_have_one_point_per_metrics_row_and_follow_the_controls(page, viewer, runs_root):

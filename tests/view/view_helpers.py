@@ -30,6 +30,8 @@ class Page:
         self.context = browser.new_context(viewport={"width": 1280, "height": 820})
         self.page = self.context.new_page()
         self.errors: list[str] = []
+        self.requests: list[str] = []  # every URL the page asked for
+        self.page.on("request", lambda r: self.requests.append(r.url))
         self.page.on("console", lambda m: self.errors.append(f"console.error: {m.text}") if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
         self.page.on("response", lambda r: self.errors.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)

@@ -324,7 +324,7 @@ async function renderRun(view) {
   if (other && !other.error) {
     const theirs = flatten(other.config || {});
     const keys = [...new Set([...Object.keys(mine), ...Object.keys(theirs)])].sort();
-    const differing = keys.filter((k) => JSON.stringify(mine[k]) !== JSON.stringify(theirs[k]));
+    const differing = keys.filter((k) => JSON.stringify(mine[k] ?? null) !== JSON.stringify(theirs[k] ?? null));
     parts.push(el("div", { class: "muted" }, `${differing.length} of ${keys.length} keys differ`),
       el("table", { class: "config-diff" }, el("tr", {}, el("th", {}, "key"), el("th", {}, info.name), el("th", {}, other.name)),
         differing.map((k) => el("tr", { class: "diff" }, el("th", {}, k), el("td", {}, fmt(mine[k])), el("td", {}, fmt(theirs[k]))))));
