@@ -48,6 +48,9 @@ class Hooks:
         self.default_every = default_every
         self.total_steps = total_steps
 
+    def add(self, name: str, hook: Hook | SamplingHookFn) -> None:
+        self.hooks[name] = hook if isinstance(hook, Hook) else Hook(hook)
+
     def due(self, step: int) -> list[str]:
         """Names of the hooks that run after ``step`` (0-based)."""
         def is_due(hook: Hook) -> bool:

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from cookbook.errors import ConfigError
 from cookbook.primitives import ServiceClient
 
-BACKENDS = ("local", "tinker")
+BackendName = Literal["local", "tinker"]
+BACKENDS: tuple[str, ...] = get_args(BackendName)
 
 
 def service_client(backend: str = "local", **kwargs: Any) -> ServiceClient:

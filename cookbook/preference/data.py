@@ -4,9 +4,9 @@ A comparison source is one string:
 
 - ``addition`` (or ``addition:<digits>``): synthetic comparisons for the tiny model, ``a+b`` with
   the correct sum chosen over a wrong one (:func:`addition_comparisons`);
-- a ``.jsonl`` or ``.jsonl.gz`` file, one comparison per line;
-- ``hf:<name>`` (optionally ``hf:<name>:<config>``): a Hugging Face hub dataset, loaded by name
-  (``hf:Anthropic/hh-rlhf``, ``hf:HuggingFaceH4/ultrafeedback_binarized`` with ``split=train_prefs``).
+- any source of :func:`cookbook.rows.read_rows`: a ``.jsonl`` / ``.jsonl.gz`` / ``.json`` /
+  ``.parquet`` file, a ``save_to_disk`` directory, or ``hf:<name>[:<config>]`` (``hf:Anthropic/hh-rlhf``,
+  ``hf:HuggingFaceH4/ultrafeedback_binarized`` with ``split=train_prefs``).
 
 Every row is read by :func:`row_to_comparison`, in either format:
 
@@ -23,15 +23,14 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable, Collection, Sequence
-from pathlib import Path
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from tinker import types
 
-from cookbook.errors import ConfigError, DataError, MissingFileError
+from cookbook.errors import ConfigError, DataError
 from cookbook.preference.types import Comparison
-from cookbook.rows import load_hub, read_jsonl
+from cookbook.rows import read_rows
 from cookbook.tasks import AdditionTask, Problem, task_from_spec
 from renderers import Message, Renderer, from_openai_messages
 
@@ -108,21 +107,9 @@ def load_comparisons(source: str, *, split: str = "train", n_synthetic: int = 20
         if not isinstance(task, AdditionTask):
             raise DataError(f"{source}: no synthetic comparisons for this task")
         return addition_comparisons(n_synthetic, digits=task.digits, seed=seed)
-    rows, where = _load_rows(source, split)
+    rows = read_rows(source, split)
     n = len(rows) if max_examples is None else min(len(rows), max_examples)
-    return [row_to_comparison(rows[i], where(i)) for i in range(n)]
-
-
-def _load_rows(source: str, split: str) -> tuple[Sequence[Any], Callable[[int], str]]:
-    if source.startswith("hf:"):
-        return load_hub(source, split)
-    path = Path(source).expanduser()
-    if not path.is_file():
-        raise MissingFileError(f"{source}: no such file (comparisons are a .jsonl or .jsonl.gz file, "
-                               "'addition', or 'hf:<name>')")
-    if not (path.name.endswith(".jsonl") or path.name.endswith(".jsonl.gz")):
-        raise DataError(f"{path}: unsupported comparison file; use .jsonl or .jsonl.gz")
-    return read_jsonl(path)
+    return [row_to_comparison(rows[i], rows.where(i)) for i in range(n)]
 
 
 def addition_comparisons(n: int, *, digits: int = 2, seed: int = 0, exclude: Collection[str] = (),

@@ -43,7 +43,7 @@ from cookbook.errors import ConfigError, DataError
 from cookbook.preference.data import completion_datum
 from cookbook.preference.train import DPOConfig, Pair, ReferenceLogprobs, sequence_logprob
 from cookbook.preference.types import Comparison
-from cookbook.primitives import SamplingClient
+from cookbook.primitives import SamplingClient, result_async
 from renderers import Message, Renderer
 
 ScoreKind = Literal["judge", "likelihood"]
@@ -148,19 +148,12 @@ class RewardModel:
 
     async def __call__(self, prompt: Sequence[Message], reply: Message) -> float:
         datum, future = self.submit(prompt, reply)
-        return _score(datum, await _result_async(future))
+        return _score(datum, await result_async(future))
 
     def score_many(self, items: Sequence[tuple[Sequence[Message], Message]]) -> list[float]:
         """Scores of (prompt, reply) pairs from synchronous code: every request submitted, then awaited."""
         submitted = [self.submit(prompt, reply) for prompt, reply in items]
         return [_score(datum, future.result()) for datum, future in submitted]
-
-
-async def _result_async(future: Any) -> Any:
-    """A future's result without blocking the event loop (``result_async`` or ``await``)."""
-    if hasattr(future, "result_async"):
-        return await future.result_async()
-    return await future
 
 
 def _score(datum: types.Datum, logprobs: Sequence[float | None]) -> float:
