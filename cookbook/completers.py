@@ -64,13 +64,15 @@ def known_renderer(config: Any, attr: str) -> None:
 
 
 def renderer_for(base_model: str, renderer: str | None = None) -> Renderer:
-    """``renderer`` (default: the recommended renderer for ``base_model``) over ``base_model``'s tokenizer."""
+    """``renderer`` (default: the recommended renderer for ``base_model``) over ``base_model``'s tokenizer
+    (loaded first: a model that cannot be loaded is the error to report)."""
+    tokenizer = get_tokenizer(base_model)
     if renderer is None:
         try:
             renderer = get_recommended_renderer_name(base_model)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-    return get_renderer(check_renderer_name(renderer), get_tokenizer(base_model))
+    return get_renderer(check_renderer_name(renderer), tokenizer)
 
 
 @dataclass(frozen=True)
