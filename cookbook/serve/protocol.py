@@ -72,7 +72,7 @@ def parse_body(raw: bytes, model: type[pydantic.BaseModel]) -> Any:
     try:
         value = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"the request body is not valid JSON ({exc})") from None
+        raise ApiError(400, f"the request body cannot be parsed as JSON ({exc})") from None
     if not isinstance(value, dict):
         raise ApiError(400, f"the request body must be a JSON object, got {type(value).__name__}")
     try:
