@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -18,10 +18,13 @@ from .config import ServerConfig
 from .guard import Guard
 from .state import ServerState
 
+if TYPE_CHECKING:
+    from cookbook.backend.local import ServiceClient as LocalServiceClient
+
 SWEEP_EVERY_S = 30.0
 
 
-def create_app(config: ServerConfig | None = None, service: Any = None) -> FastAPI:
+def create_app(config: ServerConfig | None = None, service: LocalServiceClient | None = None) -> FastAPI:
     """The server as an ASGI app.
 
     Args:
