@@ -19,7 +19,7 @@ from .guard import Guard
 from .state import ServerState
 
 if TYPE_CHECKING:
-    from cookbook.backend.local import ServiceClient as LocalServiceClient
+    from cookbook.backend import LocalServiceClient
 
 SWEEP_EVERY_S = 30.0
 

@@ -25,7 +25,8 @@ from .jobs import Job, Reply
 from .state import ServerState, model_id_of
 
 if TYPE_CHECKING:
-    from cookbook.backend.local import SamplingClient, TrainingClient
+    from cookbook.backend import LocalSamplingClient as SamplingClient
+    from cookbook.backend import LocalTrainingClient as TrainingClient
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 router = APIRouter(prefix="/api/v1", route_class=ErrorRoute)

@@ -12,7 +12,7 @@ from .app import create_app
 from .config import ServerConfig
 
 if TYPE_CHECKING:
-    from cookbook.backend.local import ServiceClient as LocalServiceClient
+    from cookbook.backend import LocalServiceClient
 
 
 def serve(config: ServerConfig, service: LocalServiceClient | None = None) -> None:

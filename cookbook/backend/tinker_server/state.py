@@ -31,7 +31,9 @@ from .errors import BadRequest, Gone, NotFound, TooManyRequests
 from .jobs import Job, JobStore, Reply
 
 if TYPE_CHECKING:
-    from cookbook.backend.local import SamplingClient, ServiceClient, TrainingClient
+    from cookbook.backend import LocalSamplingClient as SamplingClient
+    from cookbook.backend import LocalServiceClient as ServiceClient
+    from cookbook.backend import LocalTrainingClient as TrainingClient
 
 T = TypeVar("T")
 # worker thread: the model's local training client (None while creating it) -> a value or an APIFuture
