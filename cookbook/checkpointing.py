@@ -19,10 +19,17 @@ from cookbook.run_dir import CheckpointRecord, RunDir
 class StartSettings(Protocol):
     """The config fields a run starts from (``cookbook.config.LoopConfig`` has them)."""
 
-    base_model: str
-    lora_rank: int
-    seed: int
-    load_checkpoint_path: str | None  # start from these weights (fresh optimizer) instead of a new adapter
+    @property
+    def base_model(self) -> str: ...
+
+    @property
+    def lora_rank(self) -> int: ...
+
+    @property
+    def seed(self) -> int: ...
+
+    @property
+    def load_checkpoint_path(self) -> str | None: ...  # start from these weights (fresh optimizer), not a new adapter
 
 
 def start_or_resume(run: RunDir, service: ServiceClient, config: StartSettings) -> tuple[TrainingClient, int]:
@@ -30,6 +37,7 @@ def start_or_resume(run: RunDir, service: ServiceClient, config: StartSettings) 
     has one; otherwise a fresh LoRA client, or ``config.load_checkpoint_path``'s weights with a fresh
     optimizer."""
     last = run.last_checkpoint()
+    client: TrainingClient
     if last is None or last.state_path is None:
         if config.load_checkpoint_path:
             client = ready(service.create_training_client_from_state(config.load_checkpoint_path))

@@ -140,7 +140,10 @@ class TokenCompleter:
     async def complete_async(self, prompt: types.ModelInput, num_samples: int = 1,
                              seed: int | None = None) -> list[TokensWithLogprobs]:
         future = self.submit(prompt, num_samples, seed)
-        return _sequences(None if future is None else await result_async(future), num_samples)
+        if future is None:
+            return _sequences(None, num_samples)
+        response: types.SampleResponse = await result_async(future)
+        return _sequences(response, num_samples)
 
 
 class MessageCompleter:

@@ -61,9 +61,10 @@ class Hooks:
     def run(self, step: int, training_client: TrainingClient) -> dict[str, float]:
         """Run the hooks due after ``step``; their metrics as ``<name>/<key>``."""
         metrics: dict[str, float] = {}
-        sampler = None
+        sampler: SamplingClient | None = None
         for name in self.due(step):
             hook = self.hooks[name]
+            client: SamplingClient | TrainingClient
             if hook.client == "training":
                 client = training_client
             else:

@@ -16,7 +16,7 @@ A leaf: imports ``tinker`` only (``torch`` and ``transformers`` for type checkin
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TypeAlias, TypeVar, Union, cast, runtime_checkable
 
 from tinker import APIFuture, types
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 C = TypeVar("C")
 T = TypeVar("T")
-ClientOrFuture = C | APIFuture[C]  # what a client factory returns, in either client style
+ClientOrFuture: TypeAlias = Union[C, APIFuture[C]]  # noqa: UP007 - what a client factory returns, either style
 # forward_backward_custom's loss: (data, per-datum target logprobs) -> (scalar loss, metrics)
 CustomLossFn = Callable[[list[types.Datum], list["torch.Tensor"]], tuple["torch.Tensor", dict[str, float]]]
 
@@ -85,7 +85,7 @@ def ready(client: ClientOrFuture[C]) -> C:
     """The client itself, whichever style the factory has: a client (its ``.result()`` is itself),
     the SDK's future of a client (``.result()`` waits for it), or a plain object with no ``.result``."""
     result = getattr(client, "result", None)
-    return result() if callable(result) else client
+    return cast(C, result() if callable(result) else client)
 
 
 async def result_async(future: APIFuture[T]) -> T:
@@ -97,8 +97,9 @@ async def result_async(future: APIFuture[T]) -> T:
 def max_context_length(service: object, base_model: str) -> int | None:
     """``base_model``'s context length as the service's ``get_server_capabilities`` reports it, in either
     client style; None when the service does not say (or has no such method)."""
+    ask = getattr(service, "get_server_capabilities", None)
     try:
-        capabilities = ready(service.get_server_capabilities())
+        capabilities = ready(ask()) if callable(ask) else None
     except Exception:  # noqa: BLE001 - optional information: callers then let the backend check lengths
         return None
     return next((m.max_context_length for m in getattr(capabilities, "supported_models", None) or []

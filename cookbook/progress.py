@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import TracebackType
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -26,8 +27,8 @@ class StepProgress:
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
             console=console, disable=not enabled, transient=False,
         )
-        self._task = self._progress.add_task(description, total=total, completed=start,
-                                             **{name: "-" for name in self.fields})
+        blank: dict[str, Any] = {name: "-" for name in self.fields}
+        self._task = self._progress.add_task(description, total=total, completed=start, **blank)
 
     def __enter__(self) -> StepProgress:
         self._progress.start()
@@ -38,4 +39,5 @@ class StepProgress:
         self._progress.stop()
 
     def update(self, completed: int, **values: str) -> None:
-        self._progress.update(self._task, completed=completed, **values)
+        shown: dict[str, Any] = values
+        self._progress.update(self._task, completed=completed, **shown)

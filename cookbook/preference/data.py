@@ -24,15 +24,16 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Collection, Sequence
-from typing import Any
+from typing import Any, cast
 
 from tinker import types
 
+from cookbook.datums import next_token_datum
 from cookbook.errors import ConfigError, DataError
 from cookbook.preference.types import Comparison
 from cookbook.rows import read_rows
 from cookbook.tasks import AdditionTask, Problem, task_from_spec
-from renderers import Message, Renderer, from_openai_messages
+from renderers import Message, Renderer, from_openai_messages, text_content
 
 _HH_TURN = re.compile(r"\n\n(Human|Assistant):[ \t]?")
 _HH_ROLES = {"Human": "user", "Assistant": "assistant"}
@@ -46,7 +47,7 @@ def parse_hh_transcript(text: str) -> list[Message]:
     for speaker, content in zip(parts[1::2], parts[2::2]):
         role = _HH_ROLES[speaker]
         if messages and messages[-1]["role"] == role:
-            messages[-1] = {"role": role, "content": messages[-1]["content"] + "\n\n" + content}
+            messages[-1] = {"role": role, "content": text_content(messages[-1]) + "\n\n" + content}
         else:
             messages.append({"role": role, "content": content})
     return messages
@@ -157,15 +158,10 @@ def completion_datum(prompt: Sequence[Message], completion: Sequence[Message], r
                      max_length: int | None = None) -> types.Datum | None:
     """Next-token datum of ``prompt + completion`` with weight 1 on the completion's tokens only;
     None when no completion token survives truncation to ``max_length`` tokens."""
-    messages = [{**m, "trainable": False} for m in prompt] + [{**m, "trainable": True} for m in completion]
+    messages: list[Message] = ([cast(Message, {**m, "trainable": False}) for m in prompt]
+                               + [cast(Message, {**m, "trainable": True}) for m in completion])
     model_input, weights = renderer.build_supervised_example(messages, "customized")
-    tokens = model_input.to_ints()
-    if max_length is not None:
-        tokens, weights = tokens[: max_length + 1], weights[: max_length + 1]
-    if len(tokens) < 2 or not any(weights[1:]):
-        return None
-    return types.Datum(model_input=types.ModelInput.from_ints(tokens[:-1]),
-                       loss_fn_inputs={"target_tokens": tokens[1:], "weights": [float(w) for w in weights[1:]]})
+    return next_token_datum(model_input.to_ints(), weights, max_length)
 
 
 def comparison_to_pair(comparison: Comparison, renderer: Renderer,

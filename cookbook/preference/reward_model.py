@@ -39,6 +39,7 @@ import chz
 import torch
 from tinker import APIFuture, types
 
+from cookbook.datums import next_token_datum
 from cookbook.errors import ConfigError, DataError
 from cookbook.preference.data import completion_datum
 from cookbook.preference.train import DPOConfig, Pair, ReferenceLogprobs, sequence_logprob
@@ -93,8 +94,7 @@ def score_datum(renderer: Renderer, prompt: Sequence[Message], completion: Seque
     tokens = judge_prompt(renderer, prompt, completion, fmt) + [fmt.verdict_token(renderer.tokenizer)]
     if max_length is not None and len(tokens) - 1 > max_length:
         return None
-    return types.Datum(model_input=types.ModelInput.from_ints(tokens[:-1]),
-                       loss_fn_inputs={"target_tokens": tokens[1:], "weights": [0.0] * (len(tokens) - 2) + [1.0]})
+    return next_token_datum(tokens, [0.0] * (len(tokens) - 1) + [1.0])
 
 
 def comparisons_to_score_pairs(comparisons: Sequence[Comparison], renderer: Renderer, fmt: ScoreFormat,
@@ -148,7 +148,8 @@ class RewardModel:
 
     async def __call__(self, prompt: Sequence[Message], reply: Message) -> float:
         datum, future = self.submit(prompt, reply)
-        return _score(datum, await result_async(future))
+        logprobs: list[float | None] = await result_async(future)
+        return _score(datum, logprobs)
 
     def score_many(self, items: Sequence[tuple[Sequence[Message], Message]]) -> list[float]:
         """Scores of (prompt, reply) pairs from synchronous code: every request submitted, then awaited."""

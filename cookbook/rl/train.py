@@ -167,7 +167,8 @@ class _Samplers:
         self.training_client, self.max_staleness = training_client, max_staleness
         self._cv = threading.Condition()
         self._closed = False
-        self._latest = (version, ready(training_client.save_weights_and_get_sampling_client()))
+        self._latest: tuple[int, SamplingClient | None] = (
+            version, ready(training_client.save_weights_and_get_sampling_client()))
 
     def publish(self, version: int) -> None:
         if self.max_staleness == 0:  # sync: the next batch is sampled on demand with these weights

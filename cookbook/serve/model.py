@@ -37,8 +37,8 @@ class ServedModel:
         self.created = int(time.time())
         stops = self.renderer.get_stop_sequences()
         # with user stop strings the end-of-turn tokens must be strings too (one list holds one kind)
-        self._end_of_turn_text = [s if isinstance(s, str) else self.tokenizer.decode([s], skip_special_tokens=False)
-                                  for s in stops]
+        self._end_of_turn_text = [
+            s if isinstance(s, str) else str(self.tokenizer.decode([s], skip_special_tokens=False)) for s in stops]
         eos = getattr(self.tokenizer, "eos_token_id", None)
         self._eos_ids = {eos} if isinstance(eos, int) else set()
 
@@ -98,7 +98,7 @@ class ServedModel:
                 tokens = sample.tokens
                 if sample.stop_reason == "stop" and not request.stops and tokens and tokens[-1] in self._eos_ids:
                     tokens = tokens[:-1]
-                text = self.tokenizer.decode(tokens, skip_special_tokens=False)
+                text = str(self.tokenizer.decode(tokens, skip_special_tokens=False))
                 if request.stops:
                     text = _cut(text, request.stops)
                 choices.append({"index": i * request.n + j, "text": text, "logprobs": None,

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from tinker import types
 
+from cookbook.datums import next_token_datum
 from cookbook.errors import ConfigError, DataError
 from cookbook.rows import read_rows
 from cookbook.seeds import shuffled
@@ -91,15 +92,7 @@ def conversation_to_datum(conversation: Conversation, renderer: Renderer, train_
     """Next-token datum of a rendered conversation (``tools`` declared in its prompt); None when no
     trained token survives truncation."""
     model_input, weights = renderer.build_supervised_example(conversation, train_on_what, tools=tools)
-    tokens = model_input.to_ints()
-    if max_length is not None:
-        tokens, weights = tokens[: max_length + 1], weights[: max_length + 1]
-    if len(tokens) < 2 or not any(weights[1:]):
-        return None
-    return types.Datum(
-        model_input=types.ModelInput.from_ints(tokens[:-1]),
-        loss_fn_inputs={"target_tokens": tokens[1:], "weights": [float(w) for w in weights[1:]]},
-    )
+    return next_token_datum(model_input.to_ints(), weights, max_length)
 
 
 def conversations_to_data(conversations: Sequence[Conversation], renderer: Renderer,
@@ -118,7 +111,10 @@ def batch_indices(lengths: Sequence[int], *, batch_size: int | None, max_tokens:
     order = shuffled(len(lengths), seed, epoch)
     if batch_size is not None:
         return [order[i: i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)]
-    batches, current, used = [], [], 0
+    assert max_tokens is not None
+    batches: list[list[int]] = []
+    current: list[int] = []
+    used = 0
     for i in order:
         if current and used + lengths[i] > max_tokens:
             batches.append(current)

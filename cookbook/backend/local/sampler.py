@@ -26,7 +26,7 @@ import contextlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -116,8 +116,8 @@ class _TokenChooser:
     def __init__(self, jobs: Sequence[SampleJob], job_rows: Sequence[slice]) -> None:
         self.jobs, self.job_rows = jobs, job_rows
         self.row_job = np.repeat(np.arange(len(jobs)), [j.num_samples for j in jobs])
-        self.row_sampled = np.array([jobs[k].params.temperature != 0 for k in self.row_job])
-        self.row_filter = [(jobs[k].params.top_k, jobs[k].params.top_p) for k in self.row_job]
+        self.row_sampled = np.array([jobs[k].params.temperature != 0 for k in self.row_job.tolist()])
+        self.row_filter = [(jobs[k].params.top_k, jobs[k].params.top_p) for k in self.row_job.tolist()]
 
     def __call__(self, logprobs: torch.Tensor, live: np.ndarray) -> torch.Tensor:
         choice = logprobs.argmax(-1)
@@ -154,7 +154,7 @@ class _EagerDecoding:
         self.model, self.cache, self.mask, self.width, self.padded = model, cache, mask, width, padded
         self.row_adapters = row_adapters
         self.next_pos = positions[:, -1:] + 1
-        self.attn_mask = None
+        self.attn_mask: torch.Tensor | None = None
         if model.decode_step is not None and padded:
             self.attn_mask = mask.bool()[:, None, None, :]  # prompt padding masked, generated positions valid
             self.attn_mask[..., width:] = True
@@ -167,7 +167,7 @@ class _EagerDecoding:
         model, end = self.model, self.width + self.steps + 1
         if model.decode_step is not None:
             hidden = model.decode_step(choice, self.next_pos, self.cache,
-                                       self.attn_mask[..., :end] if self.padded else None)
+                                       None if self.attn_mask is None else self.attn_mask[..., :end])
         else:
             self.mask[:, end - 1] = 1
             hidden, self.cache = model.body_with_cache(
@@ -257,7 +257,7 @@ class _Generated:
     logprobs: torch.Tensor
     lengths: np.ndarray
     done: np.ndarray
-    stop_reason: list[str]
+    stop_reason: list[Literal["length", "stop"]]
 
     @classmethod
     def empty(cls, rows: int, steps: int) -> _Generated:
@@ -307,7 +307,8 @@ def _prefill(model: BaseModel, layout: _Layout) -> _Prefill:
     if copies:
         logits = logits[expand]
     if static is not None:
-        static.load_prefill([(layer.keys, layer.values) for layer in cache.layers], expand,
+        layers: list[Any] = list(cache.layers)  # the prefill's full-attention layers: keys and values
+        static.load_prefill([(layer.keys, layer.values) for layer in layers], expand,
                             [len(j.prompt) for j in layout.rows])
         return _Prefill(logits, extras, static)
     if copies:

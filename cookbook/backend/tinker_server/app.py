@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -36,8 +36,8 @@ def create_app(config: ServerConfig | None = None, service: LocalServiceClient |
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        backend = service or service_client("local", device=config.device, dtype=config.dtype,
-                                            checkpoint_root=config.checkpoint_root)
+        backend = service or cast("LocalServiceClient", service_client(
+            "local", device=config.device, dtype=config.dtype, checkpoint_root=config.checkpoint_root))
         state = ServerState(backend, config)
         app.state.server = state
         sweeper = asyncio.get_running_loop().create_task(_sweep_forever(state))

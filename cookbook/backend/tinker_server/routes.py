@@ -191,8 +191,8 @@ async def forward_backward(request: Request) -> dict[str, Any]:
     call = await state.run_blocking(wire.decode_forward_backward, body)
 
     def start(tc: TrainingClient) -> object:
-        if call.error is not None:
-            raise call.error
+        if call.error is not None or call.data is None:
+            raise call.error or BadRequest("forward_backward without data")
         method = tc.forward if call.forward_only else tc.forward_backward
         return method(call.data, call.loss_fn, call.loss_fn_config)
 
@@ -252,6 +252,7 @@ async def save_weights_for_sampler(request: Request) -> dict[str, Any]:
         return tc.save_weights_and_get_sampling_client()  # "inflight" saves get a snapshot too
 
     def register(sampling_client: SamplingClient) -> Reply:
+        assert seq is not None  # snapshot refused the request otherwise
         sampler_id = state.add_sampler(session_id, seq, sampling_client, sampling_client.get_base_model(), None)
         return Reply.json(types.SaveWeightsForSamplerResponseInternal(sampling_session_id=sampler_id))
 

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .config import ServerConfig
 from .errors import BadRequest, Gone, NotFound, TooManyRequests
@@ -119,14 +119,13 @@ class TrainingModel:
         if not creating and self.client is None:
             self._state.jobs.fail(op.job, BadRequest(f"creating {self.model_id} failed: {self.creation_error}"))
             return
+        error: Exception | None = None
         try:
             value = await self._state.run_blocking(op.start, self.client)
         except Exception as exc:  # noqa: BLE001 - the request's failure (the backend rejected it at submission)
             value, error = None, exc
-        else:
-            error = None
-        if creating:
-            self.client, self.creation_error = value, error
+        if creating:  # the creation request's value is the model's training client
+            self.client, self.creation_error = cast("TrainingClient | None", value), error
             self._created.set()
         if error is not None:
             self._state.jobs.fail(op.job, error)
