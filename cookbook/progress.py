@@ -11,10 +11,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 
 class StepProgress:
-    """``with StepProgress(total, start, "train", fields={"loss": "loss {}"}) as p: p.update(step, loss="0.12")``.
+    """A context manager over ``total`` steps (``start`` already done); :meth:`update` moves it on.
 
-    ``fields`` maps a value's name to its column format (``{}`` is where the value goes); values are
-    passed to :meth:`update` by name, already formatted as text.
+    ``fields`` maps a value's name to its column format (``{}`` is where the value goes, e.g.
+    ``{"loss": "loss {}"}``); values are passed to :meth:`update` by name, already formatted as text.
     """
 
     def __init__(self, total: int, start: int = 0, description: str = "train", enabled: bool = True,

@@ -180,6 +180,17 @@ def reference_client(config: DPOConfig, service: ServiceClient) -> SamplingClien
     return sampling_client(service, config.base_model, path)
 
 
+def _references(config: DPOConfig, reference: SamplingClient | None, service: ServiceClient,
+                train_pairs: Sequence[Pair], test_pairs: Sequence[Pair]
+                ) -> tuple[ReferenceLogprobs | NoReference, ReferenceLogprobs | NoReference]:
+    """The train and test pairs' reference logprobs: none with ``reference_free``, else ``reference``'s
+    (default: :func:`reference_client`'s)."""
+    if config.reference_free:
+        return NoReference(), NoReference()
+    reference = reference or reference_client(config, service)
+    return ReferenceLogprobs(reference, train_pairs), ReferenceLogprobs(reference, test_pairs)
+
+
 @functools.lru_cache(maxsize=2)
 def batch_order(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
     """One epoch of full batches of pair indices, shuffled with (seed, epoch) (cached: every step of an
@@ -211,12 +222,7 @@ def train(
     total = min(total, config.max_steps) if config.max_steps is not None else total
     run = Run(config, total, hooks=eval_hooks, service=service, run_config=run_config, description="dpo",
               show={"dpo/loss": "loss {:.4f}", "tokens_per_s": "{:,.0f} tok/s"})
-    if config.reference_free:
-        train_ref: ReferenceLogprobs | NoReference = NoReference()
-        test_ref: ReferenceLogprobs | NoReference = train_ref
-    else:
-        reference = reference or reference_client(config, run.service)
-        train_ref, test_ref = ReferenceLogprobs(reference, train_pairs), ReferenceLogprobs(reference, test_pairs)
+    train_ref, test_ref = _references(config, reference, run.service, train_pairs, test_pairs)
     if test_pairs:
         run.hooks.add("test", preference_hook(test_pairs, test_ref, config.beta))
     if run.finished:
