@@ -1,41 +1,35 @@
 """Resumable training runs: the training client a run starts or resumes with, and its checkpoints.
 
-Every loop resumes the same way: the last record with a ``state_path`` in the run directory's
-``checkpoints.jsonl`` is loaded with its optimizer state (so the continued run ends with the same
-weights as an uninterrupted one), metrics of the steps that will run again are dropped, and a run
-with a ``final`` checkpoint is not trained again.
+Every loop resumes the same way (through :mod:`cookbook.run`): the last record with a
+``state_path`` in the run directory's ``checkpoints.jsonl`` is loaded with its optimizer state (so
+the continued run ends with the same weights as an uninterrupted one), metrics of the steps that
+will run again are dropped, and a run with a ``final`` checkpoint is not trained again.
 
 May import ``cookbook.primitives`` and ``cookbook.run_dir``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from cookbook.primitives import ServiceClient, TrainingClient, ready
 from cookbook.run_dir import CheckpointRecord, RunDir
 
 
-@dataclass
-class RunResult:
-    """What every training loop returns."""
-
-    training_client: TrainingClient | None  # holds the final weights
-    steps: int
-    final_state_path: str | None
-    final_sampler_path: str | None
-    metrics: list[dict[str, Any]]  # the whole run's metrics.jsonl, resumed steps included
-    resumed_from: int  # steps that were already done when this call started
-
-
 class StartSettings(Protocol):
-    """The config fields a run starts from (every loop's config has them)."""
+    """The config fields a run starts from (``cookbook.config.LoopConfig`` has them)."""
 
-    base_model: str
-    lora_rank: int
-    seed: int
-    load_checkpoint_path: str | None  # start from these weights (fresh optimizer) instead of a new adapter
+    @property
+    def base_model(self) -> str: ...
+
+    @property
+    def lora_rank(self) -> int: ...
+
+    @property
+    def seed(self) -> int: ...
+
+    @property
+    def load_checkpoint_path(self) -> str | None: ...  # start from these weights (fresh optimizer), not a new adapter
 
 
 def start_or_resume(run: RunDir, service: ServiceClient, config: StartSettings) -> tuple[TrainingClient, int]:
@@ -43,7 +37,8 @@ def start_or_resume(run: RunDir, service: ServiceClient, config: StartSettings) 
     has one; otherwise a fresh LoRA client, or ``config.load_checkpoint_path``'s weights with a fresh
     optimizer."""
     last = run.last_checkpoint()
-    if last is None:
+    client: TrainingClient
+    if last is None or last.state_path is None:
         if config.load_checkpoint_path:
             client = ready(service.create_training_client_from_state(config.load_checkpoint_path))
         else:
@@ -55,16 +50,6 @@ def start_or_resume(run: RunDir, service: ServiceClient, config: StartSettings) 
     run.truncate_metrics(last.step)
     run.logger.info("resuming from %s at step %d", last.state_path, last.step)
     return client, last.step
-
-
-def finished(run: RunDir, service: ServiceClient, total: int) -> RunResult:
-    """The result of a run that already finished its ``total`` steps (nothing is trained again), with a
-    training client holding its last saved weights."""
-    run.logger.info("run already finished; nothing to do")
-    last = run.last_checkpoint()
-    client = ready(service.create_training_client_from_state(last.state_path)) if last else None
-    final = [r for r in run.checkpoints() if r.final][-1]
-    return RunResult(client, total, final.state_path, final.sampler_path, run.metrics(), total)
 
 
 def save_checkpoint(run: RunDir, training_client: TrainingClient, steps_done: int) -> CheckpointRecord:

@@ -4,8 +4,8 @@ A loop's config inherits the sections, so their keys stay flat on the command li
 (``learning_rate=...``, ``log_path=...``) and in ``config.json``::
 
     @chz.chz
-    class TrainConfig(RunConfig, OptimizerConfig):
-        base_model: str = "tiny"
+    class TrainConfig(LoopConfig):
+        batch_size: int = 32
         ...
 
 - :class:`RunConfig`: where the run lives and what it runs on (``log_path``, ``if_exists``,
@@ -13,7 +13,11 @@ A loop's config inherits the sections, so their keys stay flat on the command li
   service client.
 - :class:`OptimizerConfig`: Adam and the learning-rate schedule; ``adam_params(step, total)``
   is the ``AdamParams`` of one step.
+- :class:`LoopConfig`: both sections plus what every training loop has: the model and where its
+  adapter starts (``base_model``, ``lora_rank``, ``load_checkpoint_path``) and the run's length and
+  cadences (``max_steps``, ``eval_every``, ``save_every``). :mod:`cookbook.run` reads these.
 
+Enumerated options are ``Literal`` types, so a bad value stops at parse time with the allowed values.
 May import ``cookbook.backend`` (the factory), ``cookbook.lr_schedules``, ``cookbook.run_dir``.
 """
 
@@ -22,7 +26,7 @@ from __future__ import annotations
 import chz
 from tinker import types
 
-from cookbook.backend import service_client
+from cookbook.backend import BackendName, service_client
 from cookbook.lr_schedules import ScheduleName, lr_at
 from cookbook.primitives import ServiceClient
 from cookbook.run_dir import IfExists
@@ -34,7 +38,7 @@ class RunConfig:
 
     log_path: str = "runs/run"
     if_exists: IfExists = "resume"  # what to do when log_path already holds a run: resume, overwrite, refuse
-    backend: str = "local"  # local (in-process reference backend) or tinker (hosted / any Tinker-compatible server)
+    backend: BackendName = "local"  # local (in-process reference backend) or tinker (hosted / Tinker-compatible)
     base_url: str | None = None  # the Tinker-compatible server for backend=tinker
     seed: int = 0
     wandb_project: str | None = None
@@ -64,6 +68,18 @@ class OptimizerConfig:
         """The ``optim_step`` parameters of ``step``."""
         return types.AdamParams(learning_rate=self.lr(step, total_steps), beta1=self.beta1, beta2=self.beta2,
                                 weight_decay=self.weight_decay, grad_clip_norm=self.grad_clip_norm)
+
+
+@chz.chz
+class LoopConfig(RunConfig, OptimizerConfig):
+    """What every training loop's config has: the run and optimizer sections, the model, the length and cadences."""
+
+    base_model: str = "tiny"
+    lora_rank: int = 32
+    load_checkpoint_path: str | None = None  # start from these weights (fresh optimizer); resume wins over it
+    max_steps: int | None = None  # at most this many steps (None: the loop's full length)
+    eval_every: int = 0  # hooks (test metrics, evals) every N steps (0: only after the last step)
+    save_every: int = 0  # resumable checkpoint every N steps (0: only the final one)
 
 
 def make_service(config: RunConfig) -> ServiceClient:

@@ -48,6 +48,9 @@ class Hooks:
         self.default_every = default_every
         self.total_steps = total_steps
 
+    def add(self, name: str, hook: Hook | SamplingHookFn) -> None:
+        self.hooks[name] = hook if isinstance(hook, Hook) else Hook(hook)
+
     def due(self, step: int) -> list[str]:
         """Names of the hooks that run after ``step`` (0-based)."""
         def is_due(hook: Hook) -> bool:
@@ -58,9 +61,10 @@ class Hooks:
     def run(self, step: int, training_client: TrainingClient) -> dict[str, float]:
         """Run the hooks due after ``step``; their metrics as ``<name>/<key>``."""
         metrics: dict[str, float] = {}
-        sampler = None
+        sampler: SamplingClient | None = None
         for name in self.due(step):
             hook = self.hooks[name]
+            client: SamplingClient | TrainingClient
             if hook.client == "training":
                 client = training_client
             else:

@@ -7,20 +7,28 @@ that starts calling another method adds it here, and ``tests/test_primitives.py`
 implementations have every method listed.
 
 Client factories return a client (local backend) or a future of one (the SDK); :func:`ready`
-accepts both. Every operation returns an ``APIFuture`` (``.result()`` or ``await``).
+accepts both. Every operation returns an ``APIFuture`` (``.result()``, or :func:`result_async`
+without blocking an event loop).
 
-A leaf: imports ``tinker`` only.
+A leaf: imports ``tinker`` only (``torch`` and ``transformers`` for type checking).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Protocol, TypeAlias, TypeVar, Union, cast, runtime_checkable
 
 from tinker import APIFuture, types
 
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedTokenizerBase
+
 C = TypeVar("C")
-ClientOrFuture = C | APIFuture[C]  # what a client factory returns, in either client style
+T = TypeVar("T")
+ClientOrFuture: TypeAlias = Union[C, APIFuture[C]]  # noqa: UP007 - what a client factory returns, either style
+# forward_backward_custom's loss: (data, per-datum target logprobs) -> (scalar loss, metrics)
+CustomLossFn = Callable[[list[types.Datum], list["torch.Tensor"]], tuple["torch.Tensor", dict[str, float]]]
 
 
 @runtime_checkable
@@ -44,7 +52,7 @@ class TrainingClient(Protocol):
                          loss_fn_config: Mapping[str, float | str] | None = None
                          ) -> APIFuture[types.ForwardBackwardOutput]: ...
 
-    def forward_backward_custom(self, data: list[types.Datum], loss_fn: Any
+    def forward_backward_custom(self, data: list[types.Datum], loss_fn: CustomLossFn
                                 ) -> APIFuture[types.ForwardBackwardOutput]: ...
 
     def optim_step(self, optim_params: types.AdamParams) -> APIFuture[types.OptimStepResponse]: ...
@@ -55,7 +63,7 @@ class TrainingClient(Protocol):
 
     def save_weights_and_get_sampling_client(self, name: str | None = None) -> ClientOrFuture[SamplingClient]: ...
 
-    def get_tokenizer(self) -> Any: ...
+    def get_tokenizer(self) -> PreTrainedTokenizerBase: ...
 
 
 @runtime_checkable
@@ -77,14 +85,21 @@ def ready(client: ClientOrFuture[C]) -> C:
     """The client itself, whichever style the factory has: a client (its ``.result()`` is itself),
     the SDK's future of a client (``.result()`` waits for it), or a plain object with no ``.result``."""
     result = getattr(client, "result", None)
-    return result() if callable(result) else client
+    return cast(C, result() if callable(result) else client)
 
 
-def max_context_length(service: Any, base_model: str) -> int | None:
+async def result_async(future: APIFuture[T]) -> T:
+    """A future's result without blocking the event loop (``result_async``, or ``await`` on the future)."""
+    wait = getattr(future, "result_async", None)
+    return await (wait() if callable(wait) else future)
+
+
+def max_context_length(service: object, base_model: str) -> int | None:
     """``base_model``'s context length as the service's ``get_server_capabilities`` reports it, in either
     client style; None when the service does not say (or has no such method)."""
+    ask = getattr(service, "get_server_capabilities", None)
     try:
-        capabilities = ready(service.get_server_capabilities())
+        capabilities = ready(ask()) if callable(ask) else None
     except Exception:  # noqa: BLE001 - optional information: callers then let the backend check lengths
         return None
     return next((m.max_context_length for m in getattr(capabilities, "supported_models", None) or []

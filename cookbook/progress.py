@@ -3,45 +3,41 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 
 class StepProgress:
-    """``with StepProgress(total, start, "train") as p: p.update(step, loss=..., tokens_per_s=...)``.
+    """A context manager over ``total`` steps (``start`` already done); :meth:`update` moves it on.
 
-    ``fields`` maps a value's name to its column format (default: SFT's loss and tokens/s); values
-    are passed to :meth:`update` by name, already formatted as text.
+    ``fields`` maps a value's name to its column format (``{}`` is where the value goes, e.g.
+    ``{"loss": "loss {}"}``); values are passed to :meth:`update` by name, already formatted as text.
     """
 
     def __init__(self, total: int, start: int = 0, description: str = "train", enabled: bool = True,
                  console: Console | None = None, fields: Mapping[str, str] | None = None) -> None:
         self.enabled = enabled
-        self.fields = dict(fields) if fields is not None else {"loss": "loss {}", "tps": "{} tok/s"}
+        self.fields = dict(fields or {})
         columns = [TextColumn(fmt.replace("{}", f"{{task.fields[{name}]}}")) for name, fmt in self.fields.items()]
         self._progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), *columns,
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
             console=console, disable=not enabled, transient=False,
         )
-        self._task = self._progress.add_task(description, total=total, completed=start,
-                                             **{name: "-" for name in self.fields})
+        blank: dict[str, Any] = {name: "-" for name in self.fields}
+        self._task = self._progress.add_task(description, total=total, completed=start, **blank)
 
-    def __enter__(self) -> "StepProgress":
+    def __enter__(self) -> StepProgress:
         self._progress.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self._progress.stop()
 
-    def update(self, completed: int, *, loss: float | None = None, tokens_per_s: float | None = None,
-               **values: str) -> None:
-        if loss is not None:
-            values["loss"] = f"{loss:.4f}"
-        if tokens_per_s is not None:
-            values["tps"] = f"{tokens_per_s:,.0f}"
-        self._progress.update(self._task, completed=completed, **values)
-
-    def print(self, *args, **kwargs) -> None:
-        self._progress.console.print(*args, **kwargs)
+    def update(self, completed: int, **values: str) -> None:
+        shown: dict[str, Any] = values
+        self._progress.update(self._task, completed=completed, **shown)

@@ -115,6 +115,10 @@ def _one_line(exc: Exception) -> str:
     if isinstance(exc, InvalidBlueprintArg):
         found = re.search(r"argument '([^']*)' provided for param '([^']+)'", text)
         reason = re.search(r"as a value:\s*\n(.+)", text)
+        choices = re.search(r"to Literal\[(.*)\]", reason.group(1)) if reason else None
+        if found and choices:  # an enumerated option: name the values it takes
+            allowed = ", ".join(re.findall(r"'([^']*)'", choices.group(1)))
+            return f"unknown {found.group(2)} {found.group(1)!r}; choose one of {allowed}"
         if found:
             return (f"bad value {found.group(1)!r} for {found.group(2)}"
                     + (f": {reason.group(1).strip()}" if reason else "") + " (--help lists every option's type)")

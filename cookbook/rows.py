@@ -1,48 +1,147 @@
-"""Rows of a data file or hub dataset, with where each row came from (for one-line errors).
+"""The one reader of data rows, for every loop and the evals: a file, a saved dataset or a hub dataset.
 
-- :func:`read_jsonl`: a ``.jsonl`` (or ``.jsonl.gz``) file, one JSON value per line; a line that is
-  not JSON stops with ``path:line: not valid JSON ...``; row ``i`` is at ``path:<its line>``;
-- :func:`load_hub`: ``hf:<name>[:<config>]`` at ``split`` through ``datasets.load_dataset``.
+A source is one string:
 
-Every loop's data module reads files through these, so the same mistake reads the same everywhere.
-May import ``cookbook.errors``.
+- a ``.jsonl`` or ``.jsonl.gz`` file, one JSON object per line;
+- a ``.json`` file holding a list of rows, or an object with the list under the split's name;
+- a ``.parquet`` file;
+- a directory written by ``datasets.Dataset.save_to_disk`` / ``DatasetDict.save_to_disk`` (a
+  ``DatasetDict`` is read at ``split``);
+- ``hf:<name>[:<config>]``: a Hugging Face hub dataset at ``split`` (``datasets.load_dataset``).
+
+:func:`read_rows` returns :class:`Rows`: a sequence of dict rows that also says where row ``i`` came
+from (``file:line`` for JSONL, ``source row i`` otherwise), so a bad row anywhere is reported the
+same way. Every mistake (a missing file, a line that is not JSON, a row that is not an object, an
+unsupported file, a hub dataset that cannot be loaded) is a one-line :class:`cookbook.errors.UserError`.
+
+``datasets`` (and through it ``pyarrow``) is imported only when a Parquet file, a saved dataset or
+a hub dataset is read, so everything else works without it. May import ``cookbook.errors``.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
-from cookbook.errors import DataError, first_line
+from cookbook.errors import DataError, MissingFileError, first_line
 
+FILE_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".parquet")
 Where = Callable[[int], str]  # row index -> "file:line" / "source row i"
+SOURCES = ("a .jsonl/.jsonl.gz/.json/.parquet file, a directory saved with datasets.save_to_disk, "
+           "or hf:<name>[:<config>]")
 
 
-def read_jsonl(path: Path) -> tuple[list[Any], Where]:
-    rows, lines = [], []
+class Rows(Sequence[dict[str, Any]]):
+    """Rows of one source, in order; :meth:`where` names row ``i`` for error messages."""
+
+    def __init__(self, rows: Sequence[dict[str, Any]], where: Where) -> None:
+        self._rows, self._where = rows, where
+
+    def where(self, i: int) -> str:
+        return self._where(i)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @overload
+    def __getitem__(self, i: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[dict[str, Any]]: ...
+
+    def __getitem__(self, i: int | slice) -> dict[str, Any] | Sequence[dict[str, Any]]:
+        if isinstance(i, slice):
+            return [self._rows[j] for j in range(*i.indices(len(self)))]
+        return self._rows[i]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return (self._rows[i] for i in range(len(self)))
+
+
+def read_rows(source: str, split: str = "train") -> Rows:
+    """Every row of ``source`` (see the module docstring); ``split`` applies to hub datasets, saved
+    ``DatasetDict`` directories and ``.json`` objects keyed by split."""
+    if source.startswith("hf:"):
+        return _hub(source, split)
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return _saved(path, split)
+    if not path.exists():
+        raise MissingFileError(f"{source}: no such file or directory (a data source is {SOURCES})")
+    name = path.name.lower()
+    if name.endswith((".jsonl", ".jsonl.gz")):
+        return Rows(*read_jsonl(path))
+    if name.endswith(".json"):
+        return _json(path, split)
+    if name.endswith(".parquet"):
+        import datasets
+
+        return Rows(datasets.Dataset.from_parquet(str(path)), lambda i: f"{path} row {i}")
+    raise DataError(f"{path}: unsupported data file; a data source is {SOURCES}")
+
+
+def read_jsonl(path: str | Path) -> tuple[list[dict[str, Any]], Where]:
+    """A ``.jsonl`` / ``.jsonl.gz`` file: (its rows, one JSON object per line with blank lines skipped;
+    where row ``i`` is: ``path:<its line>``)."""
+    path = Path(path)
+    rows: list[dict[str, Any]] = []
+    lines: list[int] = []
     with (gzip.open(path, "rt") if path.name.endswith(".gz") else open(path)) as f:
         for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{number}: not valid JSON ({exc.msg}, column {exc.colno}); "
-                                "each line must be one JSON object") from None
-            lines.append(number)
+            if line.strip():
+                rows.append(_object(_parse(line, path, number, "each line must be one JSON object"),
+                                    f"{path}:{number}"))
+                lines.append(number)
     return rows, lambda i: f"{path}:{lines[i]}"
 
 
-def load_hub(source: str, split: str) -> tuple[Sequence[Any], Where]:
-    """``hf:<name>[:<config>]`` at ``split``; a dataset that cannot be loaded is a ``DataError``."""
+def _json(path: Path, split: str) -> Rows:
+    data = _parse(path.read_text(), path, None, "a .json data file holds a list of rows")
+    if isinstance(data, dict) and isinstance(data.get(split), list):
+        data = data[split]
+    if not isinstance(data, list):
+        raise DataError(f"{path}: holds neither a list of rows nor a {split!r} key with one (set the split)")
+    return Rows([_object(row, f"{path} row {i}") for i, row in enumerate(data)], lambda i: f"{path} row {i}")
+
+
+def _saved(path: Path, split: str) -> Rows:
+    import datasets
+
+    try:
+        loaded = datasets.load_from_disk(str(path))
+    except FileNotFoundError as exc:
+        raise DataError(f"{path}: not a dataset saved with datasets.save_to_disk ({first_line(str(exc))})") from exc
+    if isinstance(loaded, datasets.DatasetDict):
+        if split not in loaded:
+            raise DataError(f"{path} has splits {sorted(loaded)}, not {split!r}; choose one of them as the split")
+        loaded = loaded[split]
+    return Rows(loaded, lambda i: f"{path} row {i}")
+
+
+def _hub(source: str, split: str) -> Rows:
     import datasets
 
     name, _, config = source.removeprefix("hf:").partition(":")
     try:
         rows = datasets.load_dataset(name, config or None, split=split)
-    except (OSError, ValueError) as exc:  # not on the hub or in the cache, hub unreachable, unknown split
-        raise DataError(f"{source}: cannot load this hub dataset: {first_line(str(exc))}") from exc
-    return rows, lambda i: f"{source} row {i}"
+    except Exception as exc:  # noqa: BLE001 - hub unreachable, unknown dataset or split: all the user's to fix
+        raise DataError(f"{source}: cannot load this hub dataset (split {split!r}): {first_line(str(exc))}") from exc
+    return Rows(rows, lambda i: f"{source} row {i}")
+
+
+def _parse(text: str, path: Path, line: int | None, hint: str) -> Any:
+    """``text`` (line ``line`` of ``path``, or all of it) as JSON; a :class:`DataError` at ``path:line``."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}:{line or exc.lineno}: not valid JSON ({exc.msg}, column {exc.colno}); "
+                        f"{hint}") from None
+
+
+def _object(row: Any, where: str) -> dict[str, Any]:
+    if not isinstance(row, dict):
+        raise DataError(f"{where}: a row must be a JSON object, got {type(row).__name__}")
+    return row

@@ -7,7 +7,7 @@ Files under ``log_path``:
 - ``checkpoints.jsonl``: one record per checkpoint (``name``, ``step`` = steps completed,
   ``state_path``, ``sampler_path``, ``final``);
 - ``log.txt``: the human-readable log;
-- ``summary.json``: written by loops that produce a final summary.
+- ``summary.json``: a recipe's numbers before and after (``cookbook.run.RunResult.write_summary``).
 
 Rerunning with the same ``log_path`` follows ``if_exists``: ``resume`` (default) continues from the
 last checkpoint of the same configuration, ``overwrite`` deletes the directory and starts over,
@@ -109,9 +109,6 @@ class RunDir:
     def append_metrics(self, row: dict[str, Any]) -> None:
         with open(self.path / "metrics.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
-
-    def write_json(self, name: str, value: Any) -> None:
-        (self.path / name).write_text(json.dumps(value, indent=2, sort_keys=True, default=str))
 
 
 def _identity(config: dict[str, Any]) -> dict[str, Any]:

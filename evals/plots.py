@@ -14,13 +14,13 @@ step.
 from __future__ import annotations
 
 import fnmatch
-import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from cookbook.errors import ConfigError, DataError, MissingFileError
+from cookbook.rows import read_jsonl
 
 # panel title -> metric patterns (fnmatch)
 DEFAULT_PANELS: dict[str, tuple[str, ...]] = {
@@ -45,14 +45,7 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     file = path if path.is_file() else path / "metrics.jsonl"
     if not file.is_file():
         raise MissingFileError(f"{run_dir}: no metrics.jsonl (give a run directory)")
-    rows = []
-    for number, line in enumerate(file.read_text().splitlines(), start=1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise DataError(f"{file}:{number}: not valid JSON") from None
-    return rows
+    return read_jsonl(file)[0]
 
 
 def series(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float], list[float]]:

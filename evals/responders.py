@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from cookbook.completers import TokenCompleter
+from cookbook.completers import MessageCompleter
 from cookbook.primitives import SamplingClient
-from renderers import Message, Renderer, text_content, to_openai_messages
+from renderers import Message, Renderer, to_openai_messages
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class Responder(Protocol):
 
 
 class SamplingClientResponder:
-    """Replies sampled from a Tinker sampling client, rendered and parsed by ``renderer``.
+    """Replies sampled from a Tinker sampling client through a :class:`cookbook.completers.MessageCompleter`.
 
     With ``context_length`` (the model's), ``max_tokens`` is lowered to what fits after the prompt,
     and a prompt that leaves no room gets empty, unfinished replies instead of an error.
@@ -46,18 +46,10 @@ class SamplingClientResponder:
 
     async def respond(self, messages: Sequence[Message], *, n: int, max_tokens: int, temperature: float,
                       seed: int | None = None) -> list[Reply]:
-        prompt = self.renderer.build_generation_prompt(list(messages))
-        if self.context_length is not None:
-            max_tokens = min(max_tokens, self.context_length - prompt.length)
-            if max_tokens < 1:
-                return [Reply("", False, 0, prompt.length)] * n
-        completer = TokenCompleter(self.sampling_client, max_tokens=max_tokens, temperature=temperature,
-                                   stop=self.renderer.get_stop_sequences(), seed=seed)
-        replies = []
-        for sample in await completer.complete_async(prompt, n):
-            message, ok = self.renderer.parse_response(sample.tokens)
-            replies.append(Reply(text_content(message), ok, len(sample.tokens), prompt.length))
-        return replies
+        completer = MessageCompleter(self.sampling_client, self.renderer, max_tokens=max_tokens,
+                                     temperature=temperature, context_length=self.context_length)
+        return [Reply(c.text, c.parsed, len(c.tokens.tokens), c.prompt_tokens)
+                for c in await completer.complete_async(messages, n, seed=seed)]
 
 
 class OpenAIResponder:

@@ -17,30 +17,31 @@ from __future__ import annotations
 
 import re
 import sys
-from typing import Any
+from typing import Any, Literal
 
 import chz
 
 from cookbook.backend import service_client
+from cookbook.completers import known_renderer, renderer_for, sampling_client
 from cookbook.errors import ConfigError
-from cookbook.primitives import SamplingClient, ServiceClient, max_context_length, ready
+from cookbook.primitives import max_context_length
 from cookbook.recipe_cli import run_recipe
-from cookbook.tokenizer_utils import get_tokenizer
-from evals.benchmarks import get_benchmark
+from evals.benchmarks import get_benchmark, known_benchmark
 from evals.responders import OpenAIResponder, Responder, SamplingClientResponder
 from evals.runner import EvalResult, EvalSettings, evaluate
-from renderers import Renderer, get_recommended_renderer_name, get_renderer
+from renderers import get_recommended_renderer_name
 
-BACKENDS = ("local", "tinker", "openai")
+EvalBackend = Literal["local", "tinker", "openai"]
 
 
 @chz.chz
 class EvalConfig:
-    benchmark: str  # gsm8k, math500, aime24, amc23, svamp, minerva_math, addition[:<digits>]
+    # gsm8k, math500, aime24, amc23, svamp, minerva_math, addition[:<digits>]
+    benchmark: str = chz.field(validator=known_benchmark)
     model: str = "tiny"  # base model (local, tinker) or the endpoint's model name (openai)
     checkpoint: str | None = None  # adapter checkpoint of `model` (local://..., tinker://..., a directory)
-    renderer: str | None = None  # default: the recommended renderer for `model`
-    backend: str = "local"  # local, tinker or openai
+    renderer: str | None = chz.field(default=None, validator=known_renderer)  # None: `model`'s recommended one
+    backend: EvalBackend = "local"  # local, tinker or openai
     base_url: str | None = None  # Tinker-compatible server (tinker) or OpenAI-compatible endpoint (openai)
     api_key: str | None = None  # openai endpoint key (default $OPENAI_API_KEY)
     source: str | None = None  # benchmark data: a .jsonl/.json/.parquet file or a hub id (default: built in)
@@ -58,35 +59,14 @@ class EvalConfig:
     progress: bool = True
 
 
-def load_renderer(model: str, renderer: str | None = None) -> Renderer:
-    """``renderer`` (default: the recommended one for ``model``) over ``model``'s tokenizer."""
-    if renderer is None:
-        try:
-            renderer = get_recommended_renderer_name(model)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-    try:
-        return get_renderer(renderer, get_tokenizer(model))
-    except (KeyError, ValueError) as exc:
-        raise ConfigError(f"renderer {renderer!r}: {exc}") from None
-
-
-def make_sampler(service: ServiceClient, model: str, checkpoint: str | None) -> SamplingClient:
-    if checkpoint:
-        return ready(service.create_sampling_client(model_path=checkpoint))
-    return ready(service.create_sampling_client(base_model=model))
-
-
 def make_responder(config: EvalConfig) -> Responder:
-    if config.backend not in BACKENDS:
-        raise ConfigError(f"unknown backend {config.backend!r}; choose one of {', '.join(BACKENDS)}")
     if config.backend == "openai":
         if config.checkpoint:
             raise ConfigError("backend=openai evaluates the endpoint's model: give model=<name>, not checkpoint=")
         return OpenAIResponder.connect(config.base_url, config.model, config.api_key)
     service = service_client(config.backend, **({"base_url": config.base_url} if config.base_url else {}))
-    renderer = load_renderer(config.model, config.renderer)
-    sampler = make_sampler(service, config.model, config.checkpoint)
+    renderer = renderer_for(config.model, config.renderer)
+    sampler = sampling_client(service, config.model, config.checkpoint)
     return SamplingClientResponder(sampler, renderer, context_length=max_context_length(service, config.model))
 
 
@@ -126,7 +106,7 @@ def main(config: EvalConfig) -> EvalResult:
                             max_tokens=config.max_tokens, concurrency=config.concurrency, seed=config.seed)
     settings.resolve(benchmark)
     if config.backend != "openai":
-        load_renderer(config.model, config.renderer)  # a bad renderer or model fails before any work
+        renderer_for(config.model, config.renderer)  # a model without a recommended renderer fails before any work
     output_dir = config.output_dir or default_output_dir(config)
     result = evaluate(benchmark, make_responder(config), settings, output_dir=output_dir, target=target_of(config),
                       overwrite=config.overwrite, progress=config.progress)

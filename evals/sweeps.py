@@ -27,27 +27,28 @@ from typing import Any
 import chz
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cookbook.backend import service_client
+from cookbook.backend import BackendName, service_client
+from cookbook.completers import known_renderer, renderer_for, sampling_client
 from cookbook.errors import ConfigError, MissingFileError
 from cookbook.primitives import max_context_length
 from cookbook.recipe_cli import run_recipe
 from cookbook.run_dir import CheckpointRecord
-from evals.benchmarks import Benchmark, get_benchmark
+from evals.benchmarks import Benchmark, get_benchmark, known_benchmark
 from evals.plots import plot_sweep
 from evals.responders import SamplingClientResponder
-from evals.run import load_renderer, make_sampler, slug
+from evals.run import slug
 from evals.runner import CONFIG_FILE, SUMMARY_FILE, EvalResult, EvalSettings, eval_config, evaluate_async, run_sync
 
 
 @chz.chz
 class SweepConfig:
-    benchmarks: str  # comma-separated benchmark names
+    benchmarks: str = chz.field(validator=known_benchmark)  # comma-separated benchmark names
     runs: str = ""  # comma-separated run directories: every checkpoint in their checkpoints.jsonl
     checkpoints: str = ""  # comma-separated checkpoint paths
     include_base: bool = False  # also the base model, as step 0 of each run
     model: str | None = None  # base model (default: each run's config.json base_model, else tiny)
-    renderer: str | None = None  # default: each run's renderer, else the recommended one for the model
-    backend: str = "local"  # local or tinker
+    renderer: str | None = chz.field(default=None, validator=known_renderer)  # None: each run's, else recommended
+    backend: BackendName = "local"  # local or tinker
     base_url: str | None = None
     data_dir: str | None = None  # benchmark files laid out like ../shared/data (default $COOKBOOK_EVAL_DATA)
     limit: int | None = None
@@ -141,8 +142,6 @@ def finished_summary(cell: Path, expected_config: dict[str, Any], expected_examp
 
 def sweep(config: SweepConfig) -> list[dict[str, Any]]:
     """Evaluate every missing cell, then write the table and the plot; returns one record per cell."""
-    if config.backend not in ("local", "tinker"):
-        raise ConfigError(f"sweeps sample from checkpoints: backend must be local or tinker, got {config.backend!r}")
     names = _split(config.benchmarks)
     if not names:
         raise ConfigError("give benchmarks=name,...")
@@ -189,8 +188,8 @@ def sweep(config: SweepConfig) -> list[dict[str, Any]]:
 async def _evaluate_target(target: Target, benchmarks: Mapping[str, Benchmark], settings_of: dict[str, EvalSettings],
                            service: Any, root: Path) -> list[EvalResult]:
     """The given benchmarks (by spec) on one checkpoint, all at once (their requests are batched together)."""
-    renderer = load_renderer(target.model, target.renderer)
-    responder = SamplingClientResponder(make_sampler(service, target.model, target.path), renderer,
+    renderer = renderer_for(target.model, target.renderer)
+    responder = SamplingClientResponder(sampling_client(service, target.model, target.path), renderer,
                                         context_length=max_context_length(service, target.model))
 
     def run(spec: str, benchmark: Benchmark) -> Any:

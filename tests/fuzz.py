@@ -61,7 +61,8 @@ def malformed(rng: random.Random, endpoints: dict[str, dict], limit_bytes: int, 
     if kind == "nesting":
         depth = rng.randint(65, 3000)
         opener, closer = rng.choice([(b"[", b"]"), (b'{"a":', b"}")])
-        content: bytes | Callable[[], Iterator[bytes]] | None = opener * depth + b"1" * (opener != b"[") + closer * depth
+        value = b"" if opener == b"[" else b"1"
+        content: bytes | Callable[[], Iterator[bytes]] | None = opener * depth + value + closer * depth
     elif kind in ("field", "two_fields", "extra_field"):
         broken = _mutate_field(rng, body)
         if kind == "two_fields":

@@ -63,6 +63,28 @@ def test_bad_option_is_one_line_with_a_suggestion(capsys):
     assert "'many'" in line and "batch_size" in line
 
 
+@pytest.mark.parametrize("args,allowed", [
+    (["run", "rl/addition", "loss_fn=pop"], ["importance_sampling", "ppo", "cispo", "dro"]),
+    (["run", "rl/addition", "lr_schedule=cosin"], ["constant", "linear", "cosine"]),
+    (["run", "rl/addition", "renderer=qwen"], ["qwen3", "llama3", "tiny", "role_colon"]),
+    (["run", "sl/chat_sft", "data.train_on_what=al"], ["last_assistant_message", "all_assistant_messages",
+                                                        "all_messages", "customized"]),
+    (["run", "dpo/chat_dpo", "backend=tinkr"], ["local", "tinker"]),
+])
+def test_a_bad_option_value_stops_at_parse_time_naming_the_allowed_values(args, allowed, monkeypatch, capsys):
+    import importlib
+
+    module = importlib.import_module("recipes." + args[1].replace("/", "."))
+
+    def main(config):
+        raise AssertionError("the recipe ran (and would have loaded a model) with a bad option")
+    monkeypatch.setattr(module, "main", main)
+    assert cookbook_main(args) == 2
+    line = one_line_error(capsys.readouterr().err)
+    bad = args[2].split("=")[1]
+    assert repr(bad) in line and all(value in line for value in allowed), line
+
+
 def _run_cli(args: list[str], **env: str) -> subprocess.CompletedProcess:
     """``cookbook ...`` in a subprocess with the hub offline (no test may wait on the network)."""
     base = {k: v for k, v in os.environ.items() if k != "COOKBOOK_DEBUG"}

@@ -13,12 +13,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from cookbook.errors import ConfigError
 from cookbook.primitives import ServiceClient
 
-BACKENDS = ("local", "tinker")
+if TYPE_CHECKING:  # the local backend's own client types, for code in front of it (the Tinker server)
+    from .local import SamplingClient as LocalSamplingClient  # noqa: F401
+    from .local import ServiceClient as LocalServiceClient  # noqa: F401
+    from .local import TrainingClient as LocalTrainingClient  # noqa: F401
+
+BackendName = Literal["local", "tinker"]
+BACKENDS: tuple[str, ...] = get_args(BackendName)
 
 
 def service_client(backend: str = "local", **kwargs: Any) -> ServiceClient:

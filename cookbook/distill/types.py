@@ -7,8 +7,8 @@
 - The teacher: :class:`Teacher`, a base model by name or a checkpoint's weights by path. It scores
   the student's own tokens, so it must use the student's tokenizer.
 
-May import ``cookbook.rl`` (types, message envs), ``cookbook.primitives``, ``cookbook.errors`` and
-``renderers``.
+May import ``cookbook.rl`` (types, message envs), ``cookbook.completers``, ``cookbook.primitives``,
+``cookbook.errors`` and ``renderers``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cookbook.completers import sampling_client
 from cookbook.errors import ConfigError
-from cookbook.primitives import SamplingClient, ServiceClient, ready
+from cookbook.primitives import SamplingClient, ServiceClient
 from cookbook.rl.message_env import MessageEnv, MessageStepResult, RenderedEnv
 from cookbook.rl.types import EnvGroupBuilder, ShuffledDataset
 from renderers import Message, Renderer
@@ -37,9 +38,7 @@ class Teacher:
                               f"(a checkpoint); got teacher_model={self.base_model!r}, teacher_path={self.path!r}")
 
     def sampling_client(self, service: ServiceClient) -> SamplingClient:
-        if self.path is not None:
-            return ready(service.create_sampling_client(model_path=self.path))
-        return ready(service.create_sampling_client(base_model=self.base_model))
+        return sampling_client(service, self.base_model or "", self.path)
 
     def __str__(self) -> str:
         return self.path or str(self.base_model)

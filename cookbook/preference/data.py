@@ -4,9 +4,9 @@ A comparison source is one string:
 
 - ``addition`` (or ``addition:<digits>``): synthetic comparisons for the tiny model, ``a+b`` with
   the correct sum chosen over a wrong one (:func:`addition_comparisons`);
-- a ``.jsonl`` or ``.jsonl.gz`` file, one comparison per line;
-- ``hf:<name>`` (optionally ``hf:<name>:<config>``): a Hugging Face hub dataset, loaded by name
-  (``hf:Anthropic/hh-rlhf``, ``hf:HuggingFaceH4/ultrafeedback_binarized`` with ``split=train_prefs``).
+- any source of :func:`cookbook.rows.read_rows`: a ``.jsonl`` / ``.jsonl.gz`` / ``.json`` /
+  ``.parquet`` file, a ``save_to_disk`` directory, or ``hf:<name>[:<config>]`` (``hf:Anthropic/hh-rlhf``,
+  ``hf:HuggingFaceH4/ultrafeedback_binarized`` with ``split=train_prefs``).
 
 Every row is read by :func:`row_to_comparison`, in either format:
 
@@ -23,17 +23,17 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable, Collection, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Collection, Sequence
+from typing import Any, cast
 
 from tinker import types
 
-from cookbook.errors import ConfigError, DataError, MissingFileError
+from cookbook.datums import next_token_datum
+from cookbook.errors import ConfigError, DataError
 from cookbook.preference.types import Comparison
-from cookbook.rows import load_hub, read_jsonl
+from cookbook.rows import read_rows
 from cookbook.tasks import AdditionTask, Problem, task_from_spec
-from renderers import Message, Renderer, from_openai_messages
+from renderers import Message, Renderer, from_openai_messages, text_content
 
 _HH_TURN = re.compile(r"\n\n(Human|Assistant):[ \t]?")
 _HH_ROLES = {"Human": "user", "Assistant": "assistant"}
@@ -47,7 +47,7 @@ def parse_hh_transcript(text: str) -> list[Message]:
     for speaker, content in zip(parts[1::2], parts[2::2]):
         role = _HH_ROLES[speaker]
         if messages and messages[-1]["role"] == role:
-            messages[-1] = {"role": role, "content": messages[-1]["content"] + "\n\n" + content}
+            messages[-1] = {"role": role, "content": text_content(messages[-1]) + "\n\n" + content}
         else:
             messages.append({"role": role, "content": content})
     return messages
@@ -108,21 +108,9 @@ def load_comparisons(source: str, *, split: str = "train", n_synthetic: int = 20
         if not isinstance(task, AdditionTask):
             raise DataError(f"{source}: no synthetic comparisons for this task")
         return addition_comparisons(n_synthetic, digits=task.digits, seed=seed)
-    rows, where = _load_rows(source, split)
+    rows = read_rows(source, split)
     n = len(rows) if max_examples is None else min(len(rows), max_examples)
-    return [row_to_comparison(rows[i], where(i)) for i in range(n)]
-
-
-def _load_rows(source: str, split: str) -> tuple[Sequence[Any], Callable[[int], str]]:
-    if source.startswith("hf:"):
-        return load_hub(source, split)
-    path = Path(source).expanduser()
-    if not path.is_file():
-        raise MissingFileError(f"{source}: no such file (comparisons are a .jsonl or .jsonl.gz file, "
-                               "'addition', or 'hf:<name>')")
-    if not (path.name.endswith(".jsonl") or path.name.endswith(".jsonl.gz")):
-        raise DataError(f"{path}: unsupported comparison file; use .jsonl or .jsonl.gz")
-    return read_jsonl(path)
+    return [row_to_comparison(rows[i], rows.where(i)) for i in range(n)]
 
 
 def addition_comparisons(n: int, *, digits: int = 2, seed: int = 0, exclude: Collection[str] = (),
@@ -170,15 +158,10 @@ def completion_datum(prompt: Sequence[Message], completion: Sequence[Message], r
                      max_length: int | None = None) -> types.Datum | None:
     """Next-token datum of ``prompt + completion`` with weight 1 on the completion's tokens only;
     None when no completion token survives truncation to ``max_length`` tokens."""
-    messages = [{**m, "trainable": False} for m in prompt] + [{**m, "trainable": True} for m in completion]
+    messages: list[Message] = ([cast(Message, {**m, "trainable": False}) for m in prompt]
+                               + [cast(Message, {**m, "trainable": True}) for m in completion])
     model_input, weights = renderer.build_supervised_example(messages, "customized")
-    tokens = model_input.to_ints()
-    if max_length is not None:
-        tokens, weights = tokens[: max_length + 1], weights[: max_length + 1]
-    if len(tokens) < 2 or not any(weights[1:]):
-        return None
-    return types.Datum(model_input=types.ModelInput.from_ints(tokens[:-1]),
-                       loss_fn_inputs={"target_tokens": tokens[1:], "weights": [float(w) for w in weights[1:]]})
+    return next_token_datum(model_input.to_ints(), weights, max_length)
 
 
 def comparison_to_pair(comparison: Comparison, renderer: Renderer,

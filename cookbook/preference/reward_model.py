@@ -39,11 +39,12 @@ import chz
 import torch
 from tinker import APIFuture, types
 
+from cookbook.datums import next_token_datum
 from cookbook.errors import ConfigError, DataError
 from cookbook.preference.data import completion_datum
 from cookbook.preference.train import DPOConfig, Pair, ReferenceLogprobs, sequence_logprob
 from cookbook.preference.types import Comparison
-from cookbook.primitives import SamplingClient
+from cookbook.primitives import SamplingClient, result_async
 from renderers import Message, Renderer
 
 ScoreKind = Literal["judge", "likelihood"]
@@ -93,8 +94,7 @@ def score_datum(renderer: Renderer, prompt: Sequence[Message], completion: Seque
     tokens = judge_prompt(renderer, prompt, completion, fmt) + [fmt.verdict_token(renderer.tokenizer)]
     if max_length is not None and len(tokens) - 1 > max_length:
         return None
-    return types.Datum(model_input=types.ModelInput.from_ints(tokens[:-1]),
-                       loss_fn_inputs={"target_tokens": tokens[1:], "weights": [0.0] * (len(tokens) - 2) + [1.0]})
+    return next_token_datum(tokens, [0.0] * (len(tokens) - 1) + [1.0])
 
 
 def comparisons_to_score_pairs(comparisons: Sequence[Comparison], renderer: Renderer, fmt: ScoreFormat,
@@ -148,19 +148,13 @@ class RewardModel:
 
     async def __call__(self, prompt: Sequence[Message], reply: Message) -> float:
         datum, future = self.submit(prompt, reply)
-        return _score(datum, await _result_async(future))
+        logprobs: list[float | None] = await result_async(future)
+        return _score(datum, logprobs)
 
     def score_many(self, items: Sequence[tuple[Sequence[Message], Message]]) -> list[float]:
         """Scores of (prompt, reply) pairs from synchronous code: every request submitted, then awaited."""
         submitted = [self.submit(prompt, reply) for prompt, reply in items]
         return [_score(datum, future.result()) for datum, future in submitted]
-
-
-async def _result_async(future: Any) -> Any:
-    """A future's result without blocking the event loop (``result_async`` or ``await``)."""
-    if hasattr(future, "result_async"):
-        return await future.result_async()
-    return await future
 
 
 def _score(datum: types.Datum, logprobs: Sequence[float | None]) -> float:

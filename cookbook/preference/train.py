@@ -24,17 +24,15 @@ made): with ``beta = 1`` the loss is then the Bradley-Terry loss ``-logsigmoid(s
 score(rejected))`` of a score that is the datums' weighted logprob, which is how
 ``cookbook.preference.reward_model`` trains a reward model with this loop.
 
-Shape as in the SFT loop: step N+1 is submitted before step N is awaited; hooks and checkpoints wait
-for the step they follow; rerunning with the same ``log_path`` resumes from the last checkpoint.
-
-Composes the shared layer (``cookbook.config``, ``cookbook.hooks``, ``cookbook.checkpointing``); clients
-are typed by ``cookbook.primitives``. Imports no other loop.
+Shape as in the SFT loop, through the run skeleton (``cookbook.run``): step N+1 is submitted before
+step N is awaited; hooks and checkpoints wait for the step they follow; rerunning with the same
+``log_path`` resumes from the last checkpoint. Clients are typed by ``cookbook.primitives``;
+imports no other loop.
 """
 
 from __future__ import annotations
 
-import random
-import time
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,34 +41,26 @@ import chz
 import torch
 from tinker import APIFuture, types
 
-from cookbook import checkpointing
-from cookbook.checkpointing import RunResult
-from cookbook.config import OptimizerConfig, RunConfig, make_service
+from cookbook.completers import sampling_client
+from cookbook.config import LoopConfig
 from cookbook.errors import ConfigError, DataError
-from cookbook.hooks import Hook, Hooks, SamplingHookFn
-from cookbook.metric_logger import MetricLogger
-from cookbook.pipeline import Submitted, every, run_pipelined, step_metrics
-from cookbook.primitives import SamplingClient, ServiceClient, TrainingClient, ready
-from cookbook.progress import StepProgress
-from cookbook.run_dir import RunDir
+from cookbook.hooks import Hook, SamplingHookFn
+from cookbook.pipeline import Submitted, step_metrics
+from cookbook.primitives import SamplingClient, ServiceClient, TrainingClient
+from cookbook.run import Run, RunResult
+from cookbook.seeds import shuffled
 
 Pair = tuple[types.Datum, types.Datum]  # (chosen, rejected)
 
 
 @chz.chz
-class DPOConfig(RunConfig, OptimizerConfig):
-    """Everything the DPO loop needs that is not data (run and optimizer settings: ``cookbook.config``)."""
+class DPOConfig(LoopConfig):
+    """Everything the DPO loop needs that is not data (shared settings: ``cookbook.config.LoopConfig``)."""
 
-    base_model: str = "tiny"
-    lora_rank: int = 32
     beta: float = 0.1  # strength of the implicit KL constraint to the reference
     sft_weight: float = 0.0  # weight of an added NLL term on the chosen completions (0: pure DPO)
     batch_size: int = 16  # comparisons per step
     num_epochs: int = 1
-    max_steps: int | None = None
-    eval_every: int = 0  # held-out preference metrics and eval hooks every N steps (0: only at the end)
-    save_every: int = 0  # resumable checkpoint every N steps (0: only at the end)
-    load_checkpoint_path: str | None = None  # start from these weights (fresh optimizer); resume wins over it
     reference_path: str | None = None  # reference weights; default: load_checkpoint_path, else the base model
     reference_base: bool = False  # use the base model (no adapter) as the reference even with load_checkpoint_path
     reference_free: bool = False  # no reference (logprobs 0): Bradley-Terry on the policy's logprobs when beta = 1
@@ -187,15 +177,25 @@ def reference_client(config: DPOConfig, service: ServiceClient) -> SamplingClien
     """The frozen reference: ``reference_path``, else ``load_checkpoint_path`` (unless ``reference_base``),
     else the base model with no adapter."""
     path = config.reference_path or (None if config.reference_base else config.load_checkpoint_path)
-    if path:
-        return ready(service.create_sampling_client(model_path=path))
-    return ready(service.create_sampling_client(base_model=config.base_model))
+    return sampling_client(service, config.base_model, path)
 
 
+def _references(config: DPOConfig, reference: SamplingClient | None, service: ServiceClient,
+                train_pairs: Sequence[Pair], test_pairs: Sequence[Pair]
+                ) -> tuple[ReferenceLogprobs | NoReference, ReferenceLogprobs | NoReference]:
+    """The train and test pairs' reference logprobs: none with ``reference_free``, else ``reference``'s
+    (default: :func:`reference_client`'s)."""
+    if config.reference_free:
+        return NoReference(), NoReference()
+    reference = reference or reference_client(config, service)
+    return ReferenceLogprobs(reference, train_pairs), ReferenceLogprobs(reference, test_pairs)
+
+
+@functools.lru_cache(maxsize=2)
 def batch_order(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-    """One epoch of full batches of pair indices, shuffled with (seed, epoch)."""
-    order = list(range(n))
-    random.Random(seed * 1_000_003 + epoch).shuffle(order)
+    """One epoch of full batches of pair indices, shuffled with (seed, epoch) (cached: every step of an
+    epoch reads it)."""
+    order = shuffled(n, seed, epoch)
     return [order[i: i + batch_size] for i in range(0, n - batch_size + 1, batch_size)]
 
 
@@ -209,74 +209,38 @@ def train(
     service: ServiceClient | None = None,
     reference: SamplingClient | None = None,
 ) -> DPOResult:
-    """Train a LoRA adapter with DPO on ``train_pairs``; see the module docstring.
-
-    Args:
-        test_pairs: held-out pairs; their preference metrics are logged as ``test/...`` with the hooks.
-        eval_hooks: name -> hook (``cookbook.hooks``), run every ``eval_every`` steps and at the end.
-        run_config: what is written to ``config.json`` (default: ``config``).
-        service: a service client to use instead of making one from ``config.backend``.
-        reference: the reference sampling client to use instead of :func:`reference_client`'s (unused
-            with ``config.reference_free``).
-    """
+    """Train a LoRA adapter with DPO on ``train_pairs``; ``test_pairs``' preference metrics are logged as
+    ``test/...`` with the ``eval_hooks``; ``reference`` replaces :func:`reference_client`'s (unused with
+    ``reference_free``); ``run_config`` and ``service``: see :class:`cookbook.run.Run`."""
     if not train_pairs:
         raise DataError("no training comparisons")
-    if config.batch_size < 1 or config.batch_size > len(train_pairs):
+    if not 1 <= config.batch_size <= len(train_pairs):
         raise ConfigError(f"batch_size {config.batch_size} must be between 1 and the number of comparisons "
                           f"({len(train_pairs)})")
-    run = RunDir(config.log_path, run_config or chz.asdict(config), config.if_exists)
     per_epoch = len(train_pairs) // config.batch_size
     total = per_epoch * config.num_epochs
     total = min(total, config.max_steps) if config.max_steps is not None else total
-    service = service or make_service(config)
-    if config.reference_free:
-        train_ref = test_ref = NoReference()
-    else:
-        reference = reference or reference_client(config, service)
-        train_ref, test_ref = ReferenceLogprobs(reference, train_pairs), ReferenceLogprobs(reference, test_pairs)
-    hooks = Hooks({**({"test": preference_hook(test_pairs, test_ref, config.beta)} if test_pairs else {}),
-                   **(eval_hooks or {})}, default_every=config.eval_every, total_steps=total)
-
-    def calls() -> int:
-        return train_ref.calls + test_ref.calls
-
-    if run.is_finished():
-        return DPOResult(**vars(checkpointing.finished(run, service, total)), reference_calls=calls())
-    tc, start = checkpointing.start_or_resume(run, service, config)
-    logger = MetricLogger(run, wandb_project=config.wandb_project, wandb_name=config.wandb_name, resume_step=start)
-    epochs: dict[int, list[list[int]]] = {}
-    last_finish = time.monotonic()
+    run = Run(config, total, hooks=eval_hooks, service=service, run_config=run_config, description="dpo",
+              show={"dpo/loss": "loss {:.4f}", "tokens_per_s": "{:,.0f} tok/s"})
+    train_ref, test_ref = _references(config, reference, run.service, train_pairs, test_pairs)
+    if test_pairs:
+        run.hooks.add("test", preference_hook(test_pairs, test_ref, config.beta))
+    if run.finished:
+        return DPOResult(**vars(run.result), reference_calls=train_ref.calls + test_ref.calls)
 
     def submit(step: int) -> Submitted:
-        epoch, index = divmod(step, per_epoch)
-        if epoch not in epochs:
-            epochs.clear()
-            epochs[epoch] = batch_order(len(train_pairs), config.batch_size, config.seed, epoch)
-        indices = epochs[epoch][index]
+        indices = batch_order(len(train_pairs), config.batch_size, config.seed, step // per_epoch)[step % per_epoch]
         data = [d for i in indices for d in train_pairs[i]]
-        loss_fn = dpo_loss_fn(train_ref.get(indices), config.beta, config.sft_weight)
         adam = config.adam_params(step, total)
-        return Submitted(step, adam, tc.forward_backward_custom(data, loss_fn), tc.optim_step(adam),
-                          sum(d.model_input.length for d in data))
+        loss_fn = dpo_loss_fn(train_ref.get(indices), config.beta, config.sft_weight)
+        return Submitted(step, adam, run.training_client.forward_backward_custom(data, loss_fn),
+                         run.training_client.optim_step(adam), sum(d.model_input.length for d in data))
 
     def finish(done: Submitted) -> None:
-        nonlocal last_finish
         out, opt = done.fb.result(), done.opt.result()
-        elapsed = time.monotonic() - last_finish
-        row = {k: v for k, v in out.metrics.items() if k.startswith("dpo/")}
-        row.update(step_metrics(done, opt, elapsed))
-        row.update(hooks.run(done.step, tc))
-        logger.log(done.step, row)
-        progress.update(done.step + 1, loss=row.get("dpo/loss", float("nan")), tokens_per_s=row["tokens_per_s"])
-        if every(done.step, config.save_every) and done.step != total - 1:
-            checkpointing.save_checkpoint(run, tc, done.step + 1)
-        last_finish = time.monotonic()
+        run.end_step(done.step, {**{k: v for k, v in out.metrics.items() if k.startswith("dpo/")},
+                                 **step_metrics(done, opt, run.step_seconds())})
 
-    with StepProgress(total, start, "dpo", enabled=config.progress) as progress:
-        run_pipelined(start, total, submit, finish,
-                      wait_after=lambda step: bool(hooks.due(step)) or every(step, config.save_every))
-
-    final = checkpointing.save_final(run, tc, total)
-    logger.close()
-    return DPOResult(tc, total, final.state_path, final.sampler_path, run.metrics(), start, calls())
-
+    with run:
+        run.pipelined(submit, finish)
+    return DPOResult(**vars(run.result), reference_calls=train_ref.calls + test_ref.calls)

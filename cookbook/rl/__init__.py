@@ -2,7 +2,7 @@
 reward from any reply scorer such as a reward model), rollouts,
 advantages and Datums (``data``), metrics, the episode log and the loop (``train``).
 
-May import the shared layer (``cookbook.config``, ``hooks``, ``checkpointing``, ``primitives``,
-``completers``, ``tasks``, ...) and ``renderers``; talks to a backend only through the client
+May import the shared layer (``cookbook.run``, ``config``, ``hooks``, ``primitives``, ``completers``,
+``seeds``, ``tasks``, ...) and ``renderers``; talks to a backend only through the client
 protocols; imports no other loop.
 """

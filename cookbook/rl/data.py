@@ -8,8 +8,8 @@ episode's advantage; observation tokens carry advantage 0, so no loss touches th
 action tokens stays on this side (:class:`Sequence`), since the losses take no mask input.
 
 :func:`logprob_gap` scores sequences with another policy (``compute_logprobs``): the per-token gap
-between the sampler and that policy is the RL loop's KL penalty and on-policy distillation's
-reverse KL.
+between the sampler and that policy is the RL loop's KL penalty (on-policy distillation's reverse
+KL, with the teacher as that policy); :func:`token_advantages` combines it with the rewards.
 
 May import ``cookbook.rl.types``, ``cookbook.primitives`` and ``tinker``.
 """
@@ -107,3 +107,14 @@ def logprob_gap(reference: SamplingClient, sequences: Seq[Sequence]) -> list[np.
         ref = np.asarray([0.0 if x is None else x for x in future.result()[1:]], dtype=np.float32)
         out.append((s.target_logprobs() - ref) * s.target_mask())
     return out
+
+
+def token_advantages(sequences: Seq[Sequence], *, reward_coef: float = 1.0, kl_coef: float = 0.0,
+                     gaps: Seq[np.ndarray] | None = None) -> list[np.ndarray]:
+    """Per target token of each sequence: ``reward_coef`` times its group-centred advantage on action tokens,
+    minus ``kl_coef`` times its logprob gap to a reference (``gaps``, as :func:`logprob_gap` gives them);
+    0 on observation tokens."""
+    advantages = [s.target_mask() * np.float32(reward_coef * s.advantage) for s in sequences]
+    if gaps is None:
+        return advantages
+    return [a - np.float32(kl_coef) * g for a, g in zip(advantages, gaps)]

@@ -103,6 +103,6 @@ def play(envs: Sequence[MessageEnv], completer: MessageCompleter, max_turns: int
         if not live:
             break
         for i, reply in zip(live, completer.complete_many([conversations[i] for i in live])):
-            results[i] = envs[i].step(reply.message, reply.parsed)
-            conversations[i] = conversations[i] + [reply.message, *results[i].new_messages]
-    return results
+            result = results[i] = envs[i].step(reply.message, reply.parsed)
+            conversations[i] = conversations[i] + [reply.message, *result.new_messages]
+    return [r for r in results if r is not None]

@@ -7,7 +7,8 @@ runs out ends there, its last reward standing). An exception in an env or a samp
 follows ``on_error``: ``fail`` (raise), ``retry`` (run the whole group again, up to
 ``max_retries`` times, then drop it) or ``drop`` (leave the group out of the batch).
 
-May import ``cookbook.rl.types``, ``cookbook.primitives`` and ``tinker``.
+Every reply is sampled through :class:`cookbook.completers.TokenCompleter`. May import
+``cookbook.rl.types``, ``cookbook.completers``, ``cookbook.primitives`` and ``tinker``.
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from tinker import types
-
+from cookbook.completers import TokenCompleter
 from cookbook.primitives import SamplingClient
 from cookbook.rl.types import Env, EnvGroupBuilder, Trajectory, TrajectoryGroup, Transition
 
@@ -43,23 +43,15 @@ async def _maybe_await(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
 
-async def _result(future: Any) -> Any:
-    """The result of an ``APIFuture`` without blocking the event loop."""
-    if hasattr(future, "result_async"):
-        return await future.result_async()
-    return await _maybe_await(future)
-
-
 async def run_episode(env: Env, sampler: SamplingClient, settings: RolloutSettings) -> Trajectory:
     """One episode: sample an action for each observation until the env is done or a budget ends."""
     observation = await _maybe_await(env.initial_observation())
     transitions: list[Transition] = []
     for _ in range(settings.max_turns):
-        params = types.SamplingParams(max_tokens=settings.max_tokens, temperature=settings.temperature,
-                                      stop=observation.stop)
-        response = await _result(sampler.sample(prompt=observation.model_input, num_samples=1, sampling_params=params))
-        sampled = response.sequences[0]
-        action = list(sampled.tokens)
+        completer = TokenCompleter(sampler, max_tokens=settings.max_tokens, temperature=settings.temperature,
+                                   stop=observation.stop)
+        sampled = (await completer.complete_async(observation.model_input))[0]
+        action = sampled.tokens
         result = await _maybe_await(env.step(action))
         transitions.append(Transition(observation.model_input, action, list(sampled.logprobs or [0.0] * len(action)),
                                       sampled.stop_reason, float(result.reward), result.done, dict(result.metrics),

@@ -1,18 +1,25 @@
 """The RL loop, written only against the Tinker primitives.
 
-Per step: take a sampling client of the current weights, roll out the step's groups of episodes
-(all concurrently), turn them into Datums with group-centred advantages (dropping groups whose
-rewards are all equal, if asked), optionally subtract a KL penalty against a reference policy
-from the advantages, then ``forward_backward`` + ``optim_step`` in ``num_substeps`` minibatches.
-The first minibatch's forward pass scores the sampled tokens under the weights that sampled them,
-so the sampler-vs-trainer logprob difference is logged every step at no extra cost.
+Per step (:func:`train_step`): a sampling client of the current weights rolls out the step's groups
+of episodes (all concurrently), the episodes become token sequences with group-centred advantages
+(dropping groups whose rewards are all equal, if asked), then ``forward_backward`` + ``optim_step``
+in ``num_substeps`` minibatches. Each action token's advantage is::
+
+    reward_coef * (the episode's reward - its group's mean)  -  kl_penalty_coef * (log p_sampler - log p_reference)
+
+(observation tokens get 0). The reference is :meth:`RLConfig.kl_reference` (the base model or
+``kl_reference_path``; none without a penalty). On-policy distillation (``cookbook.distill``) is this
+loop with the teacher as the reference, ``reward_coef`` 0 and constant-reward groups kept. The first
+minibatch's forward pass scores the sampled tokens under the weights that sampled them, so the
+sampler-vs-trainer logprob difference is logged every step at no extra cost.
 
 Off-policy (``max_staleness = k > 0``): a background thread samples ahead while the trainer
 trains; a batch is sampled with weights at most k optimizer steps older than the step that trains
 on it (the sampler waits otherwise), and ``importance_sampling`` / ``ppo`` correct for the lag.
 
-Resume and checkpoints are the shared ones (``cookbook.checkpointing``); hooks as in every loop.
-May import the shared layer, ``cookbook.rl.*`` and ``renderers``; imports no other loop.
+Everything around the step (run directory, resume, hooks, logging, progress, checkpoints) is the run
+skeleton's (``cookbook.run``). May import the shared layer, ``cookbook.rl.*`` and ``renderers``;
+imports no other loop.
 """
 
 from __future__ import annotations
@@ -20,74 +27,84 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from types import TracebackType
+from typing import Any, Literal, get_args
 
 import chz
 import numpy as np
 
-from cookbook import checkpointing
-from cookbook.checkpointing import RunResult
-from cookbook.config import OptimizerConfig, RunConfig, make_service
-from cookbook.hooks import Hook, Hooks, SamplingHookFn
-from cookbook.metric_logger import MetricLogger
+from cookbook.completers import sampling_client
+from cookbook.config import LoopConfig
+from cookbook.hooks import Hook, SamplingHookFn
+from cookbook.lr_schedules import ScheduleName
 from cookbook.primitives import SamplingClient, ServiceClient, TrainingClient, ready
-from cookbook.progress import StepProgress
 from cookbook.rl import metrics as rl_metrics
 from cookbook.rl.data import Sequence as RLSequence
-from cookbook.rl.data import groups_to_sequences, is_constant, logprob_gap
+from cookbook.rl.data import groups_to_sequences, is_constant, logprob_gap, token_advantages
 from cookbook.rl.episode_log import EpisodeLog
 from cookbook.rl.rollouts import OnError, RolloutSettings, rollout_batch
 from cookbook.rl.types import RLDataset, TrajectoryGroup
-from cookbook.run_dir import RunDir
+from cookbook.run import Run, RunResult
 
-LOSSES = ("importance_sampling", "ppo", "cispo", "dro")
+LossName = Literal["importance_sampling", "ppo", "cispo", "dro"]
+LOSSES: tuple[str, ...] = get_args(LossName)
 
 
 @chz.chz
-class RLConfig(RunConfig, OptimizerConfig):
-    """Everything the RL loop needs besides the dataset (run and optimizer settings: ``cookbook.config``)."""
+class RLConfig(LoopConfig):
+    """Everything the RL loop needs besides the dataset (shared settings: ``cookbook.config.LoopConfig``)."""
 
-    base_model: str = "tiny"
-    lora_rank: int = 32
-    load_checkpoint_path: str | None = None  # start from these weights (fresh optimizer); resume wins over it
     learning_rate: float = 1e-4
-    lr_schedule: str = "constant"
+    lr_schedule: ScheduleName = "constant"
     max_tokens: int = 64  # sampled tokens per turn
     temperature: float = 1.0
     max_turns: int = 16
     max_episode_tokens: int | None = None
-    loss_fn: str = "importance_sampling"  # importance_sampling, ppo, cispo or dro
+    loss_fn: LossName = "importance_sampling"
     clip_low_threshold: float | None = None  # ppo / cispo clipping (None: the loss's default)
     clip_high_threshold: float | None = None
     dro_beta: float | None = None
     num_substeps: int = 1  # optimizer steps per batch (the batch split into this many minibatches)
     normalize_advantages: bool = False  # divide by the group's reward std
     remove_constant_reward_groups: bool = True
-    kl_penalty_coef: float = 0.0  # advantage -= coef * (log p_sampler - log p_reference) per token
+    reward_coef: float = 1.0  # advantage = reward_coef * the group-centred reward ...
+    kl_penalty_coef: float = 0.0  # ... - coef * (log p_sampler - log p_reference) per action token
     kl_reference_path: str | None = None  # the reference policy's sampler weights (None: the base model)
     max_staleness: int = 0  # 0: sample with the current weights; k > 0: sampling runs up to k steps ahead
     on_rollout_error: OnError = "drop"
-    max_steps: int | None = None  # default: every batch of the dataset
-    eval_every: int = 0
-    save_every: int = 0
     log_groups: int = 2  # groups written to episodes.txt per step (0: none)
     log_path: str = "runs/rl"
 
     def loss_fn_config(self) -> dict[str, float] | None:
         config = {"clip_low_threshold": self.clip_low_threshold, "clip_high_threshold": self.clip_high_threshold,
                   "beta": self.dro_beta}
-        config = {k: float(v) for k, v in config.items() if v is not None}
-        return config or None
+        return {k: float(v) for k, v in config.items() if v is not None} or None
 
     def rollout_settings(self) -> RolloutSettings:
         return RolloutSettings(max_tokens=self.max_tokens, temperature=self.temperature, max_turns=self.max_turns,
                                max_episode_tokens=self.max_episode_tokens, on_error=self.on_rollout_error)
 
+    def kl_reference(self, service: ServiceClient) -> SamplingClient | None:
+        """The policy of the KL penalty: ``kl_reference_path``, else the base model; None without a penalty."""
+        return sampling_client(service, self.base_model, self.kl_reference_path) if self.kl_penalty_coef else None
+
+    def reference_metrics(self, sequences: Sequence[RLSequence], gaps: Sequence[np.ndarray],
+                          seconds: float) -> dict[str, float]:
+        """What a step logs about the reference: the mean logprob gap on action tokens, and the time it took."""
+        on_actions = [g[s.target_mask() > 0] for g, s in zip(gaps, sequences)]
+        return {"kl/sampler_reference": float(np.concatenate(on_actions).mean()), "time/reference_s": seconds}
+
+    def progress_fields(self) -> dict[str, str]:
+        """The metrics the progress line shows (metric key -> format)."""
+        return {"reward/mean": "reward {:.3f}", "time/step_s": "{:.1f} s/step"}
+
 
 @dataclass
-class _Batch:
+class Batch:
+    """One step's episodes and how they were sampled."""
+
     step: int
     version: int  # optimizer steps the sampling weights had
     groups: list[TrajectoryGroup]
@@ -102,54 +119,45 @@ def train(
     eval_hooks: Mapping[str, Hook | SamplingHookFn] | None = None,
     run_config: dict[str, Any] | None = None,
     service: ServiceClient | None = None,
+    reference: SamplingClient | None = None,
 ) -> RunResult:
-    """Train a LoRA adapter with RL on ``dataset``'s environments; see the module docstring."""
-    if config.loss_fn not in LOSSES:
-        raise ValueError(f"loss_fn must be one of {', '.join(LOSSES)}, got {config.loss_fn!r}")
-    run = RunDir(config.log_path, run_config or chz.asdict(config), config.if_exists)
+    """Train a LoRA adapter with RL on ``dataset``'s environments; ``reference`` replaces
+    :meth:`RLConfig.kl_reference`'s policy (``run_config`` and ``service``: see :class:`cookbook.run.Run`)."""
     total = min(len(dataset), config.max_steps) if config.max_steps is not None else len(dataset)
-    hooks = Hooks(dict(eval_hooks or {}), default_every=config.eval_every, total_steps=total)
-    service = service or make_service(config)
-    if run.is_finished():
-        return checkpointing.finished(run, service, total)
-    tc, start = checkpointing.start_or_resume(run, service, config)
-    reference = _reference_sampler(config, service)
-    logger = MetricLogger(run, wandb_project=config.wandb_project, wandb_name=config.wandb_name, resume_step=start)
-    episodes = EpisodeLog(run.path / "episodes.txt", tc.get_tokenizer(), config.log_groups)
-    sampler = _Samplers(tc, start, config.max_staleness)
-    batches = _batch_source(config, dataset, sampler, start, total)
-
-    try:
-        with StepProgress(total, start, "rl", enabled=config.progress,
-                          fields={"reward": "reward {}", "time": "{} s/step"}) as progress:
-            for step in range(start, total):
-                started = time.monotonic()
-                batch = next(batches)
-                assert batch.step == step and step - batch.version <= config.max_staleness, (step, batch.version)
-                episodes.write(step, batch.groups)
-                row = _learn_from(config, tc, reference, batch, total)
-                sampler.publish(step + 1)  # the weights after this step sample the batches that may use them
-                hooks_started = time.monotonic()
-                row.update(hooks.run(step, tc))
-                row["time/hooks_s"] = time.monotonic() - hooks_started
-                if config.save_every > 0 and (step + 1) % config.save_every == 0 and step != total - 1:
-                    checkpointing.save_checkpoint(run, tc, step + 1)
-                row["time/step_s"] = time.monotonic() - started
-                logger.log(step, row)
-                progress.update(step + 1, reward=f"{row['reward/mean']:.3f}", time=f"{row['time/step_s']:.1f}")
-    finally:
-        sampler.close()  # an off-policy sampler thread waiting for newer weights stops waiting
-    final = checkpointing.save_final(run, tc, total)
-    logger.close()
-    return RunResult(tc, total, final.state_path, final.sampler_path, run.metrics(), start)
+    run = Run(config, total, hooks=eval_hooks, service=service, run_config=run_config, description="rl",
+              show=config.progress_fields(), timed=True)
+    if run.finished:
+        return run.result
+    with run:
+        reference = reference or config.kl_reference(run.service)
+        episodes = EpisodeLog(run.dir.path / "episodes.txt", run.training_client.get_tokenizer(), config.log_groups)
+        with _Samplers(run.training_client, run.start, config.max_staleness) as samplers:
+            for batch in _batch_source(config, dataset, samplers, run.start, total):
+                assert batch.step - batch.version <= config.max_staleness, (batch.step, batch.version)
+                episodes.write(batch.step, batch.groups)
+                metrics = train_step(config, run.training_client, batch, reference, total)
+                samplers.publish(batch.step + 1)  # the weights after this step sample the batches that may use them
+                run.end_step(batch.step, metrics)
+    return run.result
 
 
-def _reference_sampler(config: RLConfig, service: ServiceClient) -> SamplingClient | None:
-    if config.kl_penalty_coef == 0:
-        return None
-    if config.kl_reference_path:
-        return ready(service.create_sampling_client(model_path=config.kl_reference_path))
-    return ready(service.create_sampling_client(base_model=config.base_model))
+def train_step(config: RLConfig, training_client: TrainingClient, batch: Batch, reference: SamplingClient | None,
+               total: int) -> dict[str, float]:
+    """One step on a batch of episodes: advantages (module docstring) -> Datums -> optimizer step(s); its metrics."""
+    row = rl_metrics.rollout_metrics(batch.groups, batch.dropped)
+    row.update({"time/rollout_s": batch.seconds, "sampler/staleness": batch.step - batch.version})
+    kept = [g for g in batch.groups if not (config.remove_constant_reward_groups and is_constant(g))]
+    sequences = groups_to_sequences(kept, normalize_std=config.normalize_advantages)
+    gaps = None
+    if reference is not None and sequences:
+        started = time.monotonic()
+        gaps = logprob_gap(reference, sequences)
+        row.update(config.reference_metrics(sequences, gaps, time.monotonic() - started))
+    advantages = token_advantages(sequences, reward_coef=config.reward_coef, kl_coef=config.kl_penalty_coef, gaps=gaps)
+    started = time.monotonic()
+    row.update(_train_on(config, training_client, sequences, advantages, batch.step, total))
+    row["time/train_s"] = time.monotonic() - started
+    return row
 
 
 class _Samplers:
@@ -159,7 +167,8 @@ class _Samplers:
         self.training_client, self.max_staleness = training_client, max_staleness
         self._cv = threading.Condition()
         self._closed = False
-        self._latest = (version, ready(training_client.save_weights_and_get_sampling_client()))
+        self._latest: tuple[int, SamplingClient | None] = (
+            version, ready(training_client.save_weights_and_get_sampling_client()))
 
     def publish(self, version: int) -> None:
         if self.max_staleness == 0:  # sync: the next batch is sampled on demand with these weights
@@ -181,26 +190,31 @@ class _Samplers:
             self._latest = (version, client)
         return version, client
 
-    def close(self) -> None:
-        with self._cv:
+    def __enter__(self) -> _Samplers:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        with self._cv:  # an off-policy sampler thread waiting for newer weights stops waiting
             self._closed = True
             self._cv.notify_all()
 
 
-def _sample(config: RLConfig, dataset: RLDataset, samplers: _Samplers, step: int) -> _Batch:
+def _sample(config: RLConfig, dataset: RLDataset, samplers: _Samplers, step: int) -> Batch:
     version, client = samplers.for_step(step)
     started = time.monotonic()
     groups, dropped = rollout_batch(dataset.get_batch(step), client, config.rollout_settings())
-    return _Batch(step, version, groups, dropped, time.monotonic() - started)
+    return Batch(step, version, groups, dropped, time.monotonic() - started)
 
 
-def _batch_source(config: RLConfig, dataset: RLDataset, samplers: _Samplers, start: int, total: int):
+def _batch_source(config: RLConfig, dataset: RLDataset, samplers: _Samplers, start: int,
+                  total: int) -> Iterator[Batch]:
     """Batches in step order: sampled on demand (sync), or by a thread running ahead (off-policy)."""
     if config.max_staleness == 0:
         for step in range(start, total):
             yield _sample(config, dataset, samplers, step)
         return
-    ready_batches: queue.Queue = queue.Queue(maxsize=config.max_staleness)
+    ready_batches: queue.Queue[Batch | BaseException] = queue.Queue(maxsize=config.max_staleness)
 
     def produce() -> None:
         try:
@@ -217,33 +231,14 @@ def _batch_source(config: RLConfig, dataset: RLDataset, samplers: _Samplers, sta
         yield item
 
 
-def _learn_from(config: RLConfig, tc: TrainingClient, reference: SamplingClient | None, batch: _Batch,
-                total: int) -> dict[str, float]:
-    """One batch of episodes -> advantages -> Datums -> optimizer step(s); the step's metrics."""
-    row = rl_metrics.rollout_metrics(batch.groups, batch.dropped)
-    row.update({"time/rollout_s": batch.seconds, "sampler/staleness": batch.step - batch.version})
-    kept = [g for g in batch.groups if not (config.remove_constant_reward_groups and is_constant(g))]
-    sequences = groups_to_sequences(kept, normalize_std=config.normalize_advantages)
-    started = time.monotonic()
-    row.update(_train_on(config, tc, reference, sequences, batch.step, total))
-    row["time/train_s"] = time.monotonic() - started
-    return row
-
-
-def _train_on(config: RLConfig, tc: TrainingClient, reference: SamplingClient | None,
-              sequences: list[RLSequence], step: int, total: int) -> dict[str, float]:
+def _train_on(config: RLConfig, tc: TrainingClient, sequences: list[RLSequence], advantages: list[np.ndarray],
+              step: int, total: int) -> dict[str, float]:
     """forward_backward + optim_step over ``num_substeps`` minibatches; training metrics."""
     adam = config.adam_params(step, total)
     row: dict[str, float] = {"learning_rate": adam.learning_rate, "train/sequences": len(sequences),
                              "train/tokens": sum(len(s.tokens) for s in sequences)}
     if not sequences:  # every group was constant: nothing to learn from this batch
         return row
-    advantages = [s.target_mask() * np.float32(s.advantage) for s in sequences]
-    if reference is not None:
-        kl = logprob_gap(reference, sequences)
-        advantages = [a - np.float32(config.kl_penalty_coef) * k for a, k in zip(advantages, kl)]
-        on_actions = [k[s.target_mask() > 0] for k, s in zip(kl, sequences)]
-        row["kl/sampler_reference"] = float(np.concatenate(on_actions).mean())
     data = [s.to_datum(a) for s, a in zip(sequences, advantages)]
     parts = [list(range(len(data)))[i::config.num_substeps] for i in range(config.num_substeps)]
     submitted = []
@@ -256,6 +251,6 @@ def _train_on(config: RLConfig, tc: TrainingClient, reference: SamplingClient | 
     row.update(rl_metrics.logprob_diff([sequences[i] for i in first_part],
                                        [o["logprobs"].to_numpy() for o in out.loss_fn_outputs]))
     losses = [out.metrics["loss:sum"]] + [fb.result().metrics["loss:sum"] for _, fb, _ in submitted[1:]]
-    grad_norms = [opt.result().metrics.get("grad_norm:mean", float("nan")) for _, _, opt in submitted]
+    grad_norms = [(opt.result().metrics or {}).get("grad_norm:mean", float("nan")) for _, _, opt in submitted]
     row.update({"train/loss_sum": float(sum(losses)), "optim/grad_norm": float(np.mean(grad_norms))})
     return row

@@ -11,12 +11,11 @@
 Env authors who think in chat messages rather than tokens implement
 :class:`cookbook.rl.message_env.MessageEnv` and wrap it with ``RenderedEnv``.
 
-A leaf: imports ``tinker`` and ``cookbook.errors`` only.
+A leaf: imports ``tinker`` and the leaves ``cookbook.errors`` and ``cookbook.seeds`` only.
 """
 
 from __future__ import annotations
 
-import random
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from typing import Generic, TypeVar
 from tinker import types
 
 from cookbook.errors import ConfigError
+from cookbook.seeds import shuffled
 
 StopCondition = list[str] | list[int]
 Item = TypeVar("Item")
@@ -102,8 +102,7 @@ class ShuffledDataset(RLDataset, Generic[Item]):
 
     def get_batch(self, index: int) -> list[EnvGroupBuilder]:
         epoch, i = divmod(index, self.per_epoch)
-        order = list(range(len(self.items)))
-        random.Random(self.seed * 1_000_003 + epoch).shuffle(order)
+        order = shuffled(len(self.items), self.seed, epoch)
         chosen = order[i * self.groups_per_batch: (i + 1) * self.groups_per_batch]
         return [self.make_group(self.items[j]) for j in chosen]
 

@@ -12,12 +12,12 @@ from typing import Any
 from tinker import types
 
 from cookbook.backend import service_client
-from cookbook.errors import ConfigError, UserError
-from cookbook.primitives import SamplingClient, ServiceClient, max_context_length, ready
+from cookbook.completers import MessageCompleter, TokenCompleter, TokensWithLogprobs, renderer_for, sampling_client
+from cookbook.errors import UserError
+from cookbook.primitives import SamplingClient, ServiceClient, max_context_length
 from cookbook.serve.config import ServeConfig
 from cookbook.serve.protocol import ApiError, ChatCompletionRequest, CompletionRequest
-from cookbook.tokenizer_utils import get_tokenizer
-from renderers import Renderer, from_openai_messages, get_recommended_renderer_name, get_renderer, text_content
+from renderers import Renderer, from_openai_messages, text_content
 from renderers.openai_compat import to_openai_message
 
 
@@ -39,8 +39,8 @@ class ServedModel:
         self.created = int(time.time())
         stops = self.renderer.get_stop_sequences()
         # with user stop strings the end-of-turn tokens must be strings too (one list holds one kind)
-        self._end_of_turn_text = [s if isinstance(s, str) else self.tokenizer.decode([s], skip_special_tokens=False)
-                                  for s in stops]
+        self._end_of_turn_text = [
+            s if isinstance(s, str) else str(self.tokenizer.decode([s], skip_special_tokens=False)) for s in stops]
         eos = getattr(self.tokenizer, "eos_token_id", None)
         self._eos_ids = {eos} if isinstance(eos, int) else set()
         self._pending = 0
@@ -50,15 +50,8 @@ class ServedModel:
         """The sampling client, renderer and context length of ``config`` (loads the model)."""
         service = service or service_client(config.backend, **({"base_url": config.base_url} if config.base_url
                                                                  else {}))
-        try:
-            renderer_name = config.renderer or get_recommended_renderer_name(config.base_model)
-            renderer = get_renderer(renderer_name, get_tokenizer(config.base_model))
-        except (KeyError, ValueError) as exc:
-            raise ConfigError(f"renderer: {exc}") from None
-        if config.model_path:
-            sampler = ready(service.create_sampling_client(model_path=config.model_path))
-        else:
-            sampler = ready(service.create_sampling_client(base_model=config.base_model))
+        renderer = renderer_for(config.base_model, config.renderer)
+        sampler = sampling_client(service, config.base_model, config.model_path)
         return cls(sampler, renderer, config.served_name, max_context_length(service, config.base_model),
                    config.max_tokens, config.max_n, config.max_rows, config.max_pending)
 
@@ -71,48 +64,51 @@ class ServedModel:
 
     async def chat(self, request: ChatCompletionRequest) -> dict[str, Any]:
         self._check(request)
+        user_stops = request.stops
+        completer = MessageCompleter(self.sampling_client, self.renderer, temperature=request.temperature,
+                                     top_p=request.top_p, seed=request.seed, tools=request.tools,
+                                     stop=[*self._end_of_turn_text, *user_stops] if user_stops else None,
+                                     **self._length(request))
         try:
-            messages = from_openai_messages(request.messages)
-            prompt = self.renderer.build_generation_prompt(messages, tools=request.tools)
+            prompt = completer.prompt(from_openai_messages(request.messages))
         except (KeyError, TypeError, ValueError) as exc:
             raise ApiError(400, f"invalid messages: {_reason(exc)}", param="messages") from None
-        user_stops = request.stops
-        stop = [*self._end_of_turn_text, *user_stops] if user_stops else self.renderer.get_stop_sequences()
-        response = (await self._sample([prompt], request, stop))[0]
+        samples = (await self._complete(completer.tokens, [prompt], request))[0]
         choices = []
-        for index, sequence in enumerate(response.sequences):
-            message, _ = self.renderer.parse_response(sequence.tokens)
+        for index, sample in enumerate(samples):
+            message = completer.parse(sample).message
             reply = to_openai_message(message)
             reply["role"] = "assistant"
             if user_stops:
                 reply["content"] = _cut(text_content(message), user_stops)
-            finish = "length" if sequence.stop_reason == "length" else "tool_calls" if reply.get("tool_calls") \
+            finish = "length" if sample.stop_reason == "length" else "tool_calls" if reply.get("tool_calls") \
                 else "stop"
             choices.append({"index": index, "message": reply, "finish_reason": finish, "logprobs": None})
         return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-                "model": self.name, "choices": choices,
-                "usage": _usage(prompt.length, response.sequences)}
+                "model": self.name, "choices": choices, "usage": _usage(prompt.length, samples)}
 
     async def complete(self, request: CompletionRequest) -> dict[str, Any]:
         self._check(request)
         if request.echo:
             raise ApiError(400, "echo is not supported by this server", param="echo")
+        completer = TokenCompleter(self.sampling_client, temperature=request.temperature, top_p=request.top_p,
+                                   seed=request.seed, stop=request.stops, **self._length(request))
         prompts = [types.ModelInput.from_ints(tokens) for tokens in self._prompt_tokens(request.prompt)]
-        responses = await self._sample(prompts, request, request.stops)
+        results = await self._complete(completer, prompts, request)
         choices = []
-        for i, response in enumerate(responses):
-            for j, sequence in enumerate(response.sequences):
-                tokens = list(sequence.tokens)
-                if sequence.stop_reason == "stop" and not request.stops and tokens and tokens[-1] in self._eos_ids:
+        for i, samples in enumerate(results):
+            for j, sample in enumerate(samples):
+                tokens = sample.tokens
+                if sample.stop_reason == "stop" and not request.stops and tokens and tokens[-1] in self._eos_ids:
                     tokens = tokens[:-1]
-                text = self.tokenizer.decode(tokens, skip_special_tokens=False)
+                text = str(self.tokenizer.decode(tokens, skip_special_tokens=False))
                 if request.stops:
                     text = _cut(text, request.stops)
                 choices.append({"index": i * request.n + j, "text": text, "logprobs": None,
-                                "finish_reason": "length" if sequence.stop_reason == "length" else "stop"})
+                                "finish_reason": "length" if sample.stop_reason == "length" else "stop"})
         return {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
                 "model": self.name, "choices": choices,
-                "usage": _usage(sum(p.length for p in prompts), [s for r in responses for s in r.sequences])}
+                "usage": _usage(sum(p.length for p in prompts), [s for r in results for s in r])}
 
     # --- helpers ------------------------------------------------------------------------------
     def _check(self, request: ChatCompletionRequest | CompletionRequest) -> None:
@@ -140,18 +136,16 @@ class ServedModel:
             raise ApiError(400, "prompt is empty", param="prompt")
         return tokens
 
-    def _max_tokens(self, request: ChatCompletionRequest | CompletionRequest, prompt_length: int) -> int:
+    def _length(self, request: ChatCompletionRequest | CompletionRequest) -> dict[str, Any]:
+        """The completer's ``max_tokens``: the request's (too long for the context: the backend says so,
+        400), else the server's default lowered to what fits in the context."""
         if request.max_new_tokens is not None:
-            return request.max_new_tokens  # too long for the context: the backend says so (400)
-        room = self.default_max_tokens if self.context_length is None else self.context_length - prompt_length
-        if room < 1:
-            raise ApiError(400, f"the prompt has {prompt_length} tokens; the model's context is {self.context_length}",
-                           param="messages", code="context_length_exceeded")
-        return min(self.default_max_tokens, room)
+            return {"max_tokens": request.max_new_tokens}
+        return {"max_tokens": self.default_max_tokens, "context_length": self.context_length}
 
-    async def _sample(self, prompts: Sequence[types.ModelInput], request: ChatCompletionRequest | CompletionRequest,
-                      stop: Sequence[str] | Sequence[int] | None) -> list[types.SampleResponse]:
-        """Submit every prompt's request before awaiting any (so they are batched together)."""
+    async def _complete(self, completer: TokenCompleter, prompts: Sequence[types.ModelInput],
+                        request: ChatCompletionRequest | CompletionRequest) -> list[list[TokensWithLogprobs]]:
+        """Every prompt's samples; all requests reach the backend before any is awaited (so they are batched)."""
         if len(prompts) * request.n > self.max_rows:
             raise ApiError(400, f"{len(prompts)} prompts x n={request.n} is more than the {self.max_rows} rows "
                                 "one request may ask for", param="n")
@@ -160,26 +154,19 @@ class ServedModel:
                            kind="rate_limit_error", code="rate_limit_exceeded")
         self._pending += 1
         try:
-            return await self._sample_now(prompts, request, stop)
+            return await self._complete_now(completer, prompts, request)
         finally:
             self._pending -= 1
 
-    async def _sample_now(self, prompts: Sequence[types.ModelInput],
-                          request: ChatCompletionRequest | CompletionRequest,
-                          stop: Sequence[str] | Sequence[int] | None) -> list[types.SampleResponse]:
-        futures = []
+    async def _complete_now(self, completer: TokenCompleter, prompts: Sequence[types.ModelInput],
+                            request: ChatCompletionRequest | CompletionRequest) -> list[list[TokensWithLogprobs]]:
         for prompt in prompts:
-            settings = dict(max_tokens=self._max_tokens(request, prompt.length), temperature=request.temperature,
-                            top_p=request.top_p, seed=request.seed, stop=None if stop is None else list(stop))
-            params = types.SamplingParams(**{k: v for k, v in settings.items() if v is not None})
-            try:
-                futures.append(self.sampling_client.sample(prompt=prompt, num_samples=request.n,
-                                                           sampling_params=params))
-            except UserError as exc:  # the backend rejected it (bad token ids, over-long, ...)
-                raise _rejected(exc) from None
+            if completer.params(prompt) is None:
+                raise ApiError(400, f"the prompt has {prompt.length} tokens; the model's context is "
+                               f"{self.context_length}", param="messages", code="context_length_exceeded")
         try:
-            return list(await asyncio.gather(*(f.result_async() for f in futures)))
-        except UserError as exc:
+            return list(await asyncio.gather(*(completer.complete_async(p, request.n) for p in prompts)))
+        except UserError as exc:  # the backend rejected it (bad token ids, over-long, ...)
             raise _rejected(exc) from None
 
 
@@ -189,7 +176,7 @@ def _cut(text: str, stops: Sequence[str]) -> str:
     return text[: min(cuts)] if cuts else text
 
 
-def _usage(prompt_tokens: int, sequences: Sequence[types.SampledSequence]) -> dict[str, int]:
+def _usage(prompt_tokens: int, sequences: Sequence[TokensWithLogprobs]) -> dict[str, int]:
     completion = sum(len(s.tokens) for s in sequences)
     return {"prompt_tokens": prompt_tokens, "completion_tokens": completion, "total_tokens": prompt_tokens + completion}
 

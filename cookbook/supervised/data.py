@@ -4,9 +4,9 @@ A dataset spec is one string:
 
 - a built-in task (``cookbook.tasks``): ``addition`` (or ``addition:<digits>``), the synthetic task
   for the tiny model, integer addition as a chat (``"23+45"`` -> ``"68"``);
-- a ``.jsonl`` / ``.json`` / ``.parquet`` file whose rows hold ``{"messages": [...]}``;
-- a directory written by ``datasets.Dataset.save_to_disk`` / ``DatasetDict.save_to_disk``;
-- ``hf:<name>`` (optionally ``hf:<name>:<config>``): a Hugging Face hub dataset, loaded by name.
+- any source of :func:`cookbook.rows.read_rows` (a ``.jsonl`` / ``.jsonl.gz`` / ``.json`` /
+  ``.parquet`` file, a ``save_to_disk`` directory, ``hf:<name>[:<config>]``) whose rows hold
+  ``{"messages": [...]}``.
 
 Rows are read from ``messages_field`` (OpenAI-style chat messages), or built from
 ``prompt_field`` / ``response_field`` as one user turn and one assistant turn. A file that cannot
@@ -15,20 +15,23 @@ be read raises a :class:`cookbook.errors.UserError` naming the file and line (or
 
 from __future__ import annotations
 
-import json
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from tinker import types
 
-from cookbook.errors import ConfigError, DataError, MissingFileError, first_line
-from cookbook.rows import load_hub, read_jsonl
+from cookbook.datums import next_token_datum
+from cookbook.errors import ConfigError, DataError
+from cookbook.rows import read_rows
+from cookbook.seeds import shuffled
 from cookbook.supervised.types import Conversation
 from cookbook.tasks import task_from_spec
 from renderers import Renderer, ToolSpec, TrainOnWhat, from_openai_messages
+
+# The values of renderers.TrainOnWhat, as a type a config option can have (checked when parsed).
+TrainOnWhatName = Literal["last_assistant_message", "all_assistant_messages", "all_messages", "customized"]
 
 
 @dataclass(frozen=True)
@@ -46,61 +49,14 @@ def load_conversations(spec: DatasetSpec, *, n_synthetic: int = 20000, seed: int
     task = task_from_spec(spec.source)
     if task is not None:
         return task.conversations(n_synthetic, seed=seed)
-    rows, where = _load_rows(spec)
-    conversations = [_row_to_conversation(row, spec, where(i)) for i, row in enumerate(rows)]
+    rows = read_rows(spec.source, spec.split)
+    conversations = [_row_to_conversation(row, spec, rows.where(i)) for i, row in enumerate(rows)]
     if spec.system_prompt:
         conversations = [[{"role": "system", "content": spec.system_prompt}, *c] for c in conversations]
     return conversations
 
 
-def _load_rows(spec: DatasetSpec) -> tuple[Sequence[Any], Callable[[int], str]]:
-    """The rows of a file, directory or hub dataset, and where row ``i`` is (``file:line`` or ``file row i``)."""
-    source = spec.source
-    if source.startswith("hf:"):
-        return load_hub(source, spec.split)
-    path = Path(source).expanduser()
-
-    def by_index(i: int) -> str:
-        return f"{path} row {i}"
-
-    if path.is_dir():
-        import datasets
-
-        try:
-            loaded = datasets.load_from_disk(str(path))
-        except FileNotFoundError as exc:
-            raise DataError(f"{path}: not a dataset saved with datasets.save_to_disk ({first_line(str(exc))})") from exc
-        if isinstance(loaded, datasets.DatasetDict):
-            if spec.split not in loaded:
-                raise DataError(f"{path} has splits {sorted(loaded)}, not {spec.split!r}; set data.split")
-            loaded = loaded[spec.split]
-        return loaded, by_index
-    if not path.exists():
-        raise MissingFileError(f"{source}: no such file or directory (a dataset is a .jsonl/.json/.parquet file, "
-                               "a directory saved with datasets.save_to_disk, 'addition', or 'hf:<name>')")
-    suffix = path.suffix.lower()
-    if suffix == ".jsonl":
-        return read_jsonl(path)
-    if suffix == ".json":
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}, column {exc.colno})") from None
-        if isinstance(data, dict) and spec.split in data:
-            data = data[spec.split]
-        if not isinstance(data, list):
-            raise DataError(f"{path}: holds neither a list of rows nor a {spec.split!r} key with one; set data.split")
-        return data, by_index
-    if suffix == ".parquet":
-        import datasets
-
-        return datasets.Dataset.from_parquet(str(path)), by_index
-    raise DataError(f"{path}: unsupported dataset file; use .jsonl, .json or .parquet")
-
-
-def _row_to_conversation(row: Any, spec: DatasetSpec, where: str) -> Conversation:
-    if not isinstance(row, dict):
-        raise DataError(f"{where}: a row must be a JSON object, got {type(row).__name__}")
+def _row_to_conversation(row: dict[str, Any], spec: DatasetSpec, where: str) -> Conversation:
     if spec.prompt_field or spec.response_field:
         if not (spec.prompt_field and spec.response_field):
             raise ConfigError("data.prompt_field and data.response_field go together; set both or neither")
@@ -136,15 +92,7 @@ def conversation_to_datum(conversation: Conversation, renderer: Renderer, train_
     """Next-token datum of a rendered conversation (``tools`` declared in its prompt); None when no
     trained token survives truncation."""
     model_input, weights = renderer.build_supervised_example(conversation, train_on_what, tools=tools)
-    tokens = model_input.to_ints()
-    if max_length is not None:
-        tokens, weights = tokens[: max_length + 1], weights[: max_length + 1]
-    if len(tokens) < 2 or not any(weights[1:]):
-        return None
-    return types.Datum(
-        model_input=types.ModelInput.from_ints(tokens[:-1]),
-        loss_fn_inputs={"target_tokens": tokens[1:], "weights": [float(w) for w in weights[1:]]},
-    )
+    return next_token_datum(model_input.to_ints(), weights, max_length)
 
 
 def conversations_to_data(conversations: Sequence[Conversation], renderer: Renderer,
@@ -160,11 +108,13 @@ def batch_indices(lengths: Sequence[int], *, batch_size: int | None, max_tokens:
     """One epoch of batches, shuffled with (seed, epoch): by example count or by a token budget."""
     if (batch_size is None) == (max_tokens is None):
         raise ConfigError("set exactly one of batch_size and max_tokens_per_batch (the other to None)")
-    order = list(range(len(lengths)))
-    random.Random(seed * 1_000_003 + epoch).shuffle(order)
+    order = shuffled(len(lengths), seed, epoch)
     if batch_size is not None:
         return [order[i: i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)]
-    batches, current, used = [], [], 0
+    assert max_tokens is not None
+    batches: list[list[int]] = []
+    current: list[int] = []
+    used = 0
     for i in order:
         if current and used + lengths[i] > max_tokens:
             batches.append(current)

@@ -10,7 +10,6 @@ May import ``cookbook.view.api`` and ``cookbook.view.app``.
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -66,7 +65,8 @@ def export(data: ViewData, path: str | Path) -> Path:
         "APP": _script((STATIC / "app.js").read_text()),
     }
     for name, text in inline.items():
-        page = re.sub(rf"<!--{name}-->.*?<!--/{name}-->", lambda _m, text=text: text, page, flags=re.S)
+        start, end = page.index(f"<!--{name}-->"), page.index(f"<!--/{name}-->") + len(f"<!--/{name}-->")
+        page = page[:start] + text + page[end:]  # verbatim: the inlined code is no replacement template
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page)

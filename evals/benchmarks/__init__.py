@@ -28,7 +28,7 @@ from cookbook.errors import ConfigError
 from evals.benchmarks.base import Benchmark, BenchmarkProblem, DatasetBenchmark, MathBenchmark
 
 __all__ = ["Benchmark", "BenchmarkProblem", "DatasetBenchmark", "MathBenchmark", "benchmark_names",
-           "get_benchmark", "register_benchmark"]
+           "get_benchmark", "known_benchmark", "register_benchmark"]
 
 _NOT_BENCHMARKS = {"base", "loading"}
 _REGISTRY: dict[str, type[Benchmark]] = {}
@@ -64,6 +64,15 @@ def benchmark_class(name: str) -> type[Benchmark]:
     if name not in registry:
         raise ConfigError(f"unknown benchmark {name!r}; available: {', '.join(sorted(registry))}")
     return registry[name]
+
+
+def known_benchmark(config: Any, attr: str) -> None:
+    """chz field validator: the option ``attr`` is None or names benchmarks (comma-separated; ``name:<arg>``
+    as ``get_benchmark`` takes it), checked when the command line is parsed."""
+    value = getattr(config, attr)
+    for spec in (value or "").split(","):
+        if spec.strip():
+            benchmark_class(spec.strip().partition(":")[0])
 
 
 def get_benchmark(spec: str, *, source: str | None = None, split: str | None = None,

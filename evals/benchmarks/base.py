@@ -133,7 +133,7 @@ class DatasetBenchmark(MathBenchmark):
         rows = load_rows(self.source, self.split)
         if not rows:
             raise ConfigError(f"{self.source}: no rows for benchmark {self.name}")
-        return [self.problem(str(i), *self.row(row, f"{self.source} row {i}")) for i, row in enumerate(rows)]
+        return [self.problem(str(i), *self.row(row, rows.where(i))) for i, row in enumerate(rows)]
 
     def identity(self) -> dict[str, Any]:
         return {**super().identity(), "source": self.source, "split": self.split}

@@ -5,9 +5,10 @@
         load_checkpoint_path=local://<run>/weights/step_000300
 
 The student answers training problems (``a+b``, sampled at temperature 1), the teacher scores the
-student's tokens with ``compute_logprobs``, and each answer token's advantage is ``-kl_coef *
-(log p_student - log p_teacher)`` (``cookbook/distill/train.py``); the env's grade is the student's
-score (``reward/mean``, and part of the advantage with ``reward_coef``). No reference answer is
+student's tokens with ``compute_logprobs``, and each answer token's advantage is ``-kl_penalty_coef *
+(log p_student - log p_teacher)`` (the RL loop with the teacher as its KL reference:
+``cookbook/distill/train.py``); the env's grade is the student's score (``reward/mean``, and part
+of the advantage with ``reward_coef``). No reference answer is
 ever trained on. Measured before and after on held-out problems (with the default ``seed`` and
 ``n_test``, the quickstart's own held-out set: never trained on by teacher or student): the
 student's greedy accuracy (``addition/accuracy``) and its mean per-token reverse KL to the teacher
@@ -26,27 +27,23 @@ KL 0.45 and 0.42; 8 samples at lr 2e-4 for 200 steps gave 88.5%, reverse KL 0.30
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 
 import chz
 
+from cookbook.completers import known_renderer, renderer_for, sampling_client
 from cookbook.config import make_service
 from cookbook.distill.train import OnPolicyDistillConfig, reverse_kl_hook, train
 from cookbook.errors import ConfigError
 from cookbook.hooks import accuracy_hook
-from cookbook.primitives import ready
 from cookbook.recipe_cli import run_recipe
 from cookbook.rl.task_env import TaskGroupBuilder, TaskRLDataset
 from cookbook.tasks import AdditionTask
-from cookbook.tokenizer_utils import get_tokenizer
-from renderers import get_renderer
 
 
 @chz.chz
 class Config(OnPolicyDistillConfig):
-    renderer: str = "tiny"
+    renderer: str = chz.field(default="tiny", validator=known_renderer)
     digits: int = 2
     n_train: int = 8000
     n_test: int = 200
@@ -73,7 +70,7 @@ def check(config: Config) -> None:
 def main(config: Config) -> dict:
     started = time.monotonic()
     check(config)
-    renderer = get_renderer(config.renderer, get_tokenizer(config.base_model))
+    renderer = renderer_for(config.base_model, config.renderer)
     task = AdditionTask(digits=config.digits)
     train_problems, test_problems = task.held_out_split(config.n_train, config.n_test, seed=config.seed)
     dataset = TaskRLDataset(task, train_problems, renderer, groups_per_batch=config.groups_per_batch,
@@ -83,8 +80,7 @@ def main(config: Config) -> dict:
     accuracy = accuracy_hook(task, test_problems, renderer, max_tokens=config.max_tokens)
     heldout_kl = reverse_kl_hook(teacher, [TaskGroupBuilder(task, p, renderer, config.kl_samples)
                                            for p in test_problems], max_tokens=config.max_tokens)
-    student = ready(service.create_sampling_client(model_path=config.load_checkpoint_path)
-                    if config.load_checkpoint_path else service.create_sampling_client(base_model=config.base_model))
+    student = sampling_client(service, config.base_model, config.load_checkpoint_path)
     teacher_accuracy = accuracy(teacher)["accuracy"]
     before, kl_before = accuracy(student)["accuracy"], heldout_kl(student)["reverse_kl"]
     print(f"held-out accuracy: teacher {teacher_accuracy:.1%}, student {before:.1%} at the start "
@@ -93,13 +89,10 @@ def main(config: Config) -> dict:
     result = train(config, dataset, eval_hooks={"addition": accuracy, "heldout": heldout_kl}, service=service,
                    teacher=teacher)
     last = result.metrics[-1]
-    summary = {"teacher_accuracy": teacher_accuracy, "accuracy_before": before,
-               "accuracy_after": last["addition/accuracy"], "reverse_kl_before": kl_before,
-               "reverse_kl_after": last["heldout/reverse_kl"], "steps": result.steps,
-               "seconds": round(time.monotonic() - started, 1), "teacher": str(config.teacher()),
-               "start_checkpoint": config.load_checkpoint_path, "checkpoint": result.final_state_path,
-               "sampler_checkpoint": result.final_sampler_path, "log_path": config.log_path}
-    (Path(config.log_path) / "summary.json").write_text(json.dumps(summary, indent=2))
+    summary = result.write_summary({
+        "teacher_accuracy": teacher_accuracy, "accuracy_before": before, "accuracy_after": last["addition/accuracy"],
+        "reverse_kl_before": kl_before, "reverse_kl_after": last["heldout/reverse_kl"],
+        "teacher": str(config.teacher()), "start_checkpoint": config.load_checkpoint_path}, started=started)
     print(f"student's held-out accuracy {before:.1%} -> {summary['accuracy_after']:.1%} (teacher "
           f"{teacher_accuracy:.1%}); reverse KL {kl_before:.4f} -> {summary['reverse_kl_after']:.4f} per token after "
           f"{result.steps} steps in {summary['seconds']:.0f}s; run directory: {config.log_path}")

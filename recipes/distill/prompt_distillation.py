@@ -39,15 +39,13 @@ all, ~130 s of it after the teacher (``teacher_path=`` the same teacher). Teache
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import chz
 
-from cookbook.completers import MessageCompleter
+from cookbook.completers import MessageCompleter, known_renderer, renderer_for, sampling_client
 from cookbook.config import make_service
 from cookbook.distill.prompt import (
     follow_rate,
@@ -59,13 +57,13 @@ from cookbook.distill.prompt import (
 )
 from cookbook.errors import ConfigError, DataError
 from cookbook.hooks import Hook
-from cookbook.primitives import SamplingClient, ServiceClient, ready
+from cookbook.primitives import SamplingClient, ServiceClient
 from cookbook.recipe_cli import run_recipe
+from cookbook.run import sub_run
 from cookbook.supervised.data import DatasetSpec, conversations_to_data, load_conversations, split_train_test
 from cookbook.supervised.train import TrainConfig, train
 from cookbook.tasks import AdditionTask, Problem, Task, task_from_spec
-from cookbook.tokenizer_utils import get_tokenizer
-from renderers import Message, Renderer, get_renderer
+from renderers import Message, Renderer
 
 SYSTEM_PROMPT = (
     "You are the answer engine of a bookkeeping tool. Each message is a sum such as 23+45. "
@@ -75,7 +73,7 @@ SYSTEM_PROMPT = (
 
 @chz.chz
 class Config(TrainConfig):
-    renderer: str = "tiny"
+    renderer: str = chz.field(default="tiny", validator=known_renderer)
     system_prompt: str = SYSTEM_PROMPT
     follow_regex: str = r"\[(\d+)\]"  # a reply follows the instruction when it matches in full; group 1 is the answer
     queries: str = "addition"  # a built-in task, or a .jsonl/.json/.parquet file of {"messages": [...]}
@@ -116,16 +114,14 @@ def teacher_warm_up_conversations(task: AdditionTask, n: int, system_prompt: str
 
 
 def teach_teacher(config: Config, task: AdditionTask, renderer: Renderer, service: ServiceClient,
-                  held_out: set[str]) -> str:
-    """SFT of the teacher (run directory ``<log_path>_teacher``); returns its final checkpoint."""
+                  held_out: set[str]) -> str | None:
+    """SFT of the teacher (the sub-run ``teacher``); returns its final checkpoint."""
     conversations = teacher_warm_up_conversations(task, config.teacher_steps * config.teacher_batch_size,
                                                   config.system_prompt, seed=config.seed + 2, exclude=held_out)
-    sft = TrainConfig(base_model=config.base_model, lora_rank=config.lora_rank, seed=config.seed,
-                      batch_size=config.teacher_batch_size, max_steps=config.teacher_steps,
-                      learning_rate=config.teacher_learning_rate, warmup_steps=min(10, config.teacher_steps // 10),
-                      grad_clip_norm=1.0, log_path=f"{config.log_path}_teacher", if_exists=config.if_exists,
-                      progress=config.progress, backend=config.backend, base_url=config.base_url,
-                      load_checkpoint_path=config.start_path)
+    sft = sub_run(config, TrainConfig, "teacher", batch_size=config.teacher_batch_size,
+                  max_steps=config.teacher_steps, learning_rate=config.teacher_learning_rate,
+                  warmup_steps=min(10, config.teacher_steps // 10), grad_clip_norm=1.0,
+                  load_checkpoint_path=config.start_path)
     data = conversations_to_data(conversations, renderer, "last_assistant_message")
     run_config = {**chz.asdict(sft), "system_prompt": config.system_prompt}
     return train(sft, data, run_config=run_config, service=service).final_state_path
@@ -165,7 +161,7 @@ def main(config: Config) -> dict:
     if config.samples_per_query > 1 and config.temperature == 0:
         raise ConfigError(f"samples_per_query={config.samples_per_query} with temperature=0 samples the same greedy "
                           "answer each time; set temperature > 0 (e.g. 1.0) or samples_per_query=1")
-    renderer = get_renderer(config.renderer, get_tokenizer(config.base_model))
+    renderer = renderer_for(config.base_model, config.renderer)
     task, train_queries, test_queries, test_problems = load_queries(config)
     service = make_service(config)
 
@@ -177,8 +173,8 @@ def main(config: Config) -> dict:
         teacher_path = teach_teacher(config, task, renderer, service, {task.key(p) for p in test_problems})
     student_path = config.load_checkpoint_path or teacher_path
     config = chz.replace(config, load_checkpoint_path=student_path)
-    teacher = ready(service.create_sampling_client(model_path=teacher_path))
-    start = ready(service.create_sampling_client(model_path=student_path))
+    teacher = sampling_client(service, config.base_model, teacher_path)
+    start = sampling_client(service, config.base_model, student_path)
 
     def evaluate(sampler: SamplingClient, system_prompt: str | None = None) -> dict[str, float]:
         return measure(sampler, config, renderer, test_queries, task, test_problems, system_prompt=system_prompt)
@@ -200,18 +196,17 @@ def main(config: Config) -> dict:
     train_data = conversations_to_data(data.conversations, renderer, "last_assistant_message")
     result = train(config, train_data, eval_hooks={"follow": Hook(evaluate)}, service=service)
     after = {k.split("/", 1)[1]: v for k, v in result.metrics[-1].items() if k.startswith("follow/")}
-    write_conversations(Path(config.log_path) / "teacher_answers.jsonl", data.conversations)
+    write_conversations(result.run_dir / "teacher_answers.jsonl", data.conversations)
 
-    summary = {"follow_rate_before": before["follow_rate"], "follow_rate_after": after["follow_rate"],
-               "teacher_follow_rate": teacher_metrics["follow_rate"],
-               **({"correct_before": before["correct"], "correct_after": after["correct"],
-                   "teacher_correct": teacher_metrics["correct"]} if task is not None else {}),
-               "parse_ok_after": after["parse_ok"], "n_test": len(test_queries), "n_queries": data.n_queries,
-               "n_train_conversations": len(data.conversations), "n_unparsed": data.n_unparsed,
-               "n_rejected": data.n_rejected, "system_prompt_chars": len(config.system_prompt),
-               "steps": result.steps, "seconds": round(time.monotonic() - started, 1), "teacher_path": teacher_path,
-               "student_start": student_path, "checkpoint": result.final_state_path, "log_path": config.log_path}
-    (Path(config.log_path) / "summary.json").write_text(json.dumps(summary, indent=2))
+    summary = result.write_summary({
+        "follow_rate_before": before["follow_rate"], "follow_rate_after": after["follow_rate"],
+        "teacher_follow_rate": teacher_metrics["follow_rate"],
+        **({"correct_before": before["correct"], "correct_after": after["correct"],
+            "teacher_correct": teacher_metrics["correct"]} if task is not None else {}),
+        "parse_ok_after": after["parse_ok"], "n_test": len(test_queries), "n_queries": data.n_queries,
+        "n_train_conversations": len(data.conversations), "n_unparsed": data.n_unparsed,
+        "n_rejected": data.n_rejected, "system_prompt_chars": len(config.system_prompt),
+        "teacher_path": teacher_path, "student_start": student_path}, started=started)
     print(f"held-out instruction following without the system prompt: {summary['follow_rate_before']:.1%} -> "
           f"{summary['follow_rate_after']:.1%} (teacher with it: {summary['teacher_follow_rate']:.1%}) after "
           f"{result.steps} steps in {summary['seconds']:.0f}s; run directory: {config.log_path}")

@@ -28,31 +28,29 @@ different lengths; a length preference alone beats 50%), 96% after DPO; near mis
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Collection
-from pathlib import Path
 from typing import Literal
 
 import chz
 
+from cookbook.completers import known_renderer, renderer_for
 from cookbook.config import make_service
 from cookbook.preference.data import addition_comparisons, carry_comparisons, comparisons_to_pairs
 from cookbook.preference.train import DPOConfig, ReferenceLogprobs, preference_metrics, reference_client, train
 from cookbook.preference.types import Comparison
 from cookbook.primitives import ready
 from cookbook.recipe_cli import run_recipe
+from cookbook.run import sub_run
 from cookbook.supervised.data import conversations_to_data
 from cookbook.supervised.train import TrainConfig
 from cookbook.supervised.train import train as sft_train
 from cookbook.tasks import AdditionTask
-from cookbook.tokenizer_utils import get_tokenizer
-from renderers import get_renderer
 
 
 @chz.chz
 class Config(DPOConfig):
-    renderer: str = "tiny"
+    renderer: str = chz.field(default="tiny", validator=known_renderer)
     digits: int = 2
     n_train: int = 4000  # training comparisons
     n_test: int = 200  # held-out comparisons
@@ -78,7 +76,7 @@ def make_comparisons(config: Config, n: int, seed: int, exclude: Collection[str]
 
 def main(config: Config) -> dict:
     started = time.monotonic()
-    renderer = get_renderer(config.renderer, get_tokenizer(config.base_model))
+    renderer = renderer_for(config.base_model, config.renderer)
     task = AdditionTask(digits=config.digits)
     test_problems = task.problems(config.n_test, seed=config.seed + 1)
     held_out = {task.key(p) for p in test_problems}
@@ -86,10 +84,8 @@ def main(config: Config) -> dict:
 
     if not config.load_checkpoint_path and config.sft_steps > 0:
         sft_conversations = task.conversations(config.sft_steps * 64, seed=config.seed + 2, exclude=held_out)
-        sft = TrainConfig(base_model=config.base_model, lora_rank=config.lora_rank, batch_size=64,
-                          max_steps=config.sft_steps, learning_rate=1e-3, warmup_steps=5, grad_clip_norm=1.0,
-                          log_path=config.log_path + "_sft", if_exists=config.if_exists,
-                          seed=config.seed, progress=config.progress)
+        sft = sub_run(config, TrainConfig, "sft", batch_size=64, max_steps=config.sft_steps, learning_rate=1e-3,
+                      warmup_steps=5, grad_clip_norm=1.0)
         result = sft_train(sft, conversations_to_data(sft_conversations, renderer, "last_assistant_message"),
                            service=service)
         config = chz.replace(config, load_checkpoint_path=result.final_state_path)
@@ -106,13 +102,10 @@ def main(config: Config) -> dict:
 
     result = train(config, train_pairs, test_pairs, service=service, reference=reference)
     last = result.metrics[-1]
-    summary = {"policy_accuracy_before": before["policy_accuracy"],
-               "policy_accuracy_after": last["test/policy_accuracy"],
-               "implicit_accuracy_after": last["test/accuracy"], "margin_after": last["test/margin"],
-               "steps": result.steps, "reference_calls": result.reference_calls,
-               "seconds": round(time.monotonic() - started, 1), "start_checkpoint": config.load_checkpoint_path,
-               "checkpoint": result.final_state_path, "log_path": config.log_path}
-    (Path(config.log_path) / "summary.json").write_text(json.dumps(summary, indent=2))
+    summary = result.write_summary({
+        "policy_accuracy_before": before["policy_accuracy"], "policy_accuracy_after": last["test/policy_accuracy"],
+        "implicit_accuracy_after": last["test/accuracy"], "margin_after": last["test/margin"],
+        "reference_calls": result.reference_calls, "start_checkpoint": config.load_checkpoint_path}, started=started)
     print(f"held-out preference accuracy: policy {summary['policy_accuracy_before']:.1%} -> "
           f"{summary['policy_accuracy_after']:.1%}, implicit reward {summary['implicit_accuracy_after']:.1%} "
           f"after {result.steps} DPO steps in {summary['seconds']:.0f}s; run directory: {config.log_path}")

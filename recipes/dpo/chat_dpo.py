@@ -5,9 +5,11 @@
     cookbook run dpo/chat_dpo data.source=../shared/data/hh_rlhf/harmless-base-test.jsonl.gz max_steps=20
 
 ``data.source`` is any comparison source of ``cookbook.preference.data`` (a ``.jsonl`` / ``.jsonl.gz``
-file, ``hf:<name>[:<config>]``, or ``addition``). ``data.test_size`` comparisons are held out and
-their preference metrics logged as ``test/...``; the reference is the starting weights (the base
-model, or ``load_checkpoint_path``) unless ``reference_path`` / ``reference_base`` say otherwise.
+/ ``.json`` / ``.parquet`` file, a ``save_to_disk`` directory, ``hf:<name>[:<config>]``, or
+``addition``). ``data.test_size`` comparisons are held out and their preference metrics logged as
+``test/...``; the reference is the starting weights (the base model, or ``load_checkpoint_path``)
+unless ``reference_path`` / ``reference_base`` say otherwise. The renderer is the recommended one
+for ``base_model`` unless ``renderer`` names another.
 """
 
 from __future__ import annotations
@@ -16,17 +18,16 @@ import random
 
 import chz
 
+from cookbook.completers import known_renderer, renderer_for
 from cookbook.errors import ConfigError
 from cookbook.preference.data import comparisons_to_pairs, load_comparisons
 from cookbook.preference.train import DPOConfig, train
 from cookbook.recipe_cli import run_recipe
-from cookbook.tokenizer_utils import get_tokenizer
-from renderers import get_renderer
 
 
 @chz.chz
 class DataConfig:
-    source: str = "addition"  # .jsonl/.jsonl.gz file, hf:<name>[:<config>], or addition
+    source: str = "addition"  # a data file or save_to_disk directory, hf:<name>[:<config>], or addition
     split: str = "train"  # hub split (e.g. train_prefs for ultrafeedback_binarized)
     max_examples: int | None = None  # read at most this many rows
     max_length: int | None = 1024  # tokens per sequence (prompt + completion); longer ones are truncated
@@ -36,12 +37,12 @@ class DataConfig:
 @chz.chz
 class Config(DPOConfig):
     data: DataConfig = chz.field(default_factory=DataConfig)
-    renderer: str = "tiny"
+    renderer: str | None = chz.field(default=None, validator=known_renderer)  # None: base_model's recommended one
     log_path: str = "runs/chat_dpo"
 
 
 def main(config: Config) -> dict:
-    renderer = get_renderer(config.renderer, get_tokenizer(config.base_model))
+    renderer = renderer_for(config.base_model, config.renderer)
     comparisons = load_comparisons(config.data.source, split=config.data.split, seed=config.seed,
                                    max_examples=config.data.max_examples)
     pairs = comparisons_to_pairs(comparisons, renderer, config.data.max_length)

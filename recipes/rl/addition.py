@@ -11,26 +11,22 @@ greedy accuracy (problems never trained on) is logged as ``addition/accuracy`` e
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 
 import chz
 
+from cookbook.completers import known_renderer, renderer_for, sampling_client
 from cookbook.config import make_service
 from cookbook.hooks import accuracy_hook
-from cookbook.primitives import ready
 from cookbook.recipe_cli import run_recipe
 from cookbook.rl.task_env import TaskRLDataset
 from cookbook.rl.train import RLConfig, train
 from cookbook.tasks import AdditionTask
-from cookbook.tokenizer_utils import get_tokenizer
-from renderers import get_renderer
 
 
 @chz.chz
 class Config(RLConfig):
-    renderer: str = "tiny"
+    renderer: str = chz.field(default="tiny", validator=known_renderer)
     digits: int = 2
     n_train: int = 8000
     n_test: int = 200
@@ -45,23 +41,18 @@ class Config(RLConfig):
 
 def main(config: Config) -> dict:
     started = time.monotonic()
-    renderer = get_renderer(config.renderer, get_tokenizer(config.base_model))
+    renderer = renderer_for(config.base_model, config.renderer)
     task = AdditionTask(digits=config.digits)
     train_problems, test_problems = task.held_out_split(config.n_train, config.n_test, seed=config.seed)
     dataset = TaskRLDataset(task, train_problems, renderer, groups_per_batch=config.groups_per_batch,
                             group_size=config.group_size, seed=config.seed)
     evaluate = accuracy_hook(task, test_problems, renderer, max_tokens=config.max_tokens)
     service = make_service(config)
-    start_sampler = (service.create_sampling_client(model_path=config.load_checkpoint_path)
-                     if config.load_checkpoint_path else service.create_sampling_client(base_model=config.base_model))
-    before = evaluate(ready(start_sampler))["accuracy"]
+    before = evaluate(sampling_client(service, config.base_model, config.load_checkpoint_path))["accuracy"]
     print(f"held-out accuracy at the start: {before:.1%} ({len(test_problems)} problems)")
     result = train(config, dataset, eval_hooks={"addition": evaluate}, service=service)
     after = result.metrics[-1]["addition/accuracy"]
-    summary = {"accuracy_before": before, "accuracy_after": after, "steps": result.steps,
-               "seconds": round(time.monotonic() - started, 1), "checkpoint": result.final_state_path,
-               "sampler_checkpoint": result.final_sampler_path, "log_path": config.log_path}
-    (Path(config.log_path) / "summary.json").write_text(json.dumps(summary, indent=2))
+    summary = result.write_summary({"accuracy_before": before, "accuracy_after": after}, started=started)
     print(f"held-out accuracy: {before:.1%} -> {after:.1%} after {result.steps} steps in {summary['seconds']:.0f}s")
     return summary
 

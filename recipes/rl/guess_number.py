@@ -19,16 +19,16 @@ import re
 
 import chz
 
-from cookbook.completers import MessageCompleter
+from cookbook import seeds
+from cookbook.completers import MessageCompleter, known_renderer, renderer_for
 from cookbook.config import make_service
 from cookbook.primitives import SamplingClient
 from cookbook.recipe_cli import run_recipe
 from cookbook.rl.message_env import MessageEnv, MessageStepResult, RenderedEnv, play
 from cookbook.rl.train import RLConfig
 from cookbook.rl.types import EnvGroupBuilder, RLDataset
-from cookbook.tokenizer_utils import get_tokenizer
 from recipes.rl import rl_with_greedy_eval, sft_warm_up
-from renderers import Message, Renderer, get_renderer, text_content
+from renderers import Message, Renderer, text_content
 
 
 def opening(high: int) -> list[Message]:
@@ -99,7 +99,7 @@ class GuessDataset(RLDataset):
         return self.n_batches
 
     def get_batch(self, index: int) -> list[GuessGroup]:
-        rng = random.Random(self.config.seed * 1_000_003 + index)
+        rng = seeds.rng(self.config.seed, index)
         return [GuessGroup(rng.randint(1, self.config.high), self.config, self.renderer)
                 for _ in range(self.config.groups_per_batch)]
 
@@ -115,7 +115,7 @@ def greedy_play(sampler: SamplingClient, renderer: Renderer, config: "Config") -
 
 @chz.chz
 class Config(RLConfig):
-    renderer: str = "tiny"
+    renderer: str = chz.field(default="tiny", validator=known_renderer)
     high: int = 16
     max_guesses: int = 6
     turn_discount: float = 0.15
@@ -132,7 +132,7 @@ class Config(RLConfig):
 
 
 def main(config: Config) -> dict:
-    renderer = get_renderer(config.renderer, get_tokenizer(config.base_model))
+    renderer = renderer_for(config.base_model, config.renderer)
     service = make_service(config)
     if config.warmup_steps_sft > 0 and not config.load_checkpoint_path:
         rng = random.Random(config.seed)

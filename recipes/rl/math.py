@@ -15,37 +15,35 @@ from __future__ import annotations
 
 import chz
 
-from cookbook.checkpointing import RunResult
+from cookbook.completers import known_renderer, renderer_for
 from cookbook.recipe_cli import run_recipe
 from cookbook.rl.task_env import TaskRLDataset
 from cookbook.rl.train import RLConfig, train
-from cookbook.tokenizer_utils import get_tokenizer
-from evals.benchmarks import get_benchmark
+from cookbook.run import RunResult
+from evals.benchmarks import get_benchmark, known_benchmark
 from evals.hooks import benchmark_hook
-from renderers import get_recommended_renderer_name, get_renderer
 
 
 @chz.chz
 class Config(RLConfig):
-    benchmark: str = "gsm8k"  # any built-in math benchmark (evals.benchmarks)
+    benchmark: str = chz.field(default="gsm8k", validator=known_benchmark)  # a built-in benchmark (evals.benchmarks)
     source: str | None = None  # a .jsonl/.parquet file or hf:<name>[:<config>] (default: the benchmark's)
     split: str = "train"
     max_problems: int | None = None
-    renderer: str | None = None  # default: the recommended renderer for base_model
+    renderer: str | None = chz.field(default=None, validator=known_renderer)  # None: base_model's recommended one
     groups_per_batch: int = 16  # problems per step
     group_size: int = 8  # answers per problem
     max_tokens: int = 512
     num_epochs: int = 1
     learning_rate: float = 4e-5
-    eval_benchmark: str | None = None  # default: benchmark (its test split)
+    eval_benchmark: str | None = chz.field(default=None, validator=known_benchmark)  # None: benchmark's test split
     n_eval: int = 100
     eval_every: int = 20
     log_path: str = "runs/rl_math"
 
 
 def main(config: Config) -> RunResult:
-    renderer = get_renderer(config.renderer or get_recommended_renderer_name(config.base_model),
-                            get_tokenizer(config.base_model))
+    renderer = renderer_for(config.base_model, config.renderer)
     benchmark = get_benchmark(config.benchmark, source=config.source, split=config.split)
     problems = benchmark.examples(config.max_problems)
     dataset = TaskRLDataset(benchmark, problems, renderer, groups_per_batch=min(config.groups_per_batch, len(problems)),

@@ -46,13 +46,12 @@ token; a verdict of more tokens is a ``ConfigError``).
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 
 import chz
-from tinker import types
 
+from cookbook import seeds
+from cookbook.completers import MessageCompleter, known_renderer, renderer_for, sampling_client
 from cookbook.config import make_service
 from cookbook.preference.data import addition_comparisons
 from cookbook.preference.reward_model import (
@@ -66,21 +65,21 @@ from cookbook.preference.reward_model import (
 from cookbook.preference.train import DPOConfig, Pair
 from cookbook.preference.train import train as train_reward_model
 from cookbook.preference.types import Comparison
-from cookbook.primitives import SamplingClient, ServiceClient, ready
+from cookbook.primitives import SamplingClient, ServiceClient
 from cookbook.recipe_cli import run_recipe
 from cookbook.rl.reward_env import RewardRLDataset, reward_hook
 from cookbook.rl.train import RLConfig, train
+from cookbook.run import sub_run, sub_run_path, write_summary
 from cookbook.supervised.data import conversations_to_data
 from cookbook.supervised.train import TrainConfig
 from cookbook.supervised.train import train as sft_train
 from cookbook.tasks import AdditionTask, Problem
-from cookbook.tokenizer_utils import get_tokenizer
-from renderers import Renderer, get_renderer, text_content
+from renderers import Renderer
 
 
 @chz.chz
 class Config(RLConfig):
-    renderer: str = "tiny"
+    renderer: str = chz.field(default="tiny", validator=known_renderer)
     digits: int = 2
     n_train: int = 8000  # RL problems (the SFT data and the comparisons are other draws, also without held-out ones)
     n_test: int = 200  # held-out problems: greedy evals of the policy and the reward model's test comparisons
@@ -112,50 +111,43 @@ class Config(RLConfig):
 
 
 def sft_stage(config: Config, task: AdditionTask, held_out: set[str], renderer: Renderer,
-              service: ServiceClient) -> str:
+              service: ServiceClient) -> str | None:
     conversations = task.conversations(config.sft_steps * config.sft_batch_size, seed=config.seed + 2,
                                        exclude=held_out)
-    sft = TrainConfig(base_model=config.base_model, lora_rank=config.lora_rank, batch_size=config.sft_batch_size,
-                      max_steps=config.sft_steps, learning_rate=config.sft_learning_rate, lr_schedule="constant",
-                      warmup_steps=min(20, config.sft_steps // 10), grad_clip_norm=1.0,
-                      log_path=f"{config.log_path}/sft", if_exists=config.if_exists, seed=config.seed,
-                      progress=config.progress, backend=config.backend, base_url=config.base_url)
+    sft = sub_run(config, TrainConfig, "sft", nested=True, batch_size=config.sft_batch_size,
+                  max_steps=config.sft_steps, learning_rate=config.sft_learning_rate, lr_schedule="constant",
+                  warmup_steps=min(20, config.sft_steps // 10), grad_clip_norm=1.0)
     data = conversations_to_data(conversations, renderer, "last_assistant_message")
     return sft_train(sft, data, service=service).final_state_path
 
 
-def reward_model_stage(config: Config, start: str, train_pairs: list[Pair], service: ServiceClient) -> str:
-    rm = bradley_terry_config(DPOConfig(
-        base_model=config.base_model, lora_rank=config.lora_rank, load_checkpoint_path=start,
-        batch_size=config.rm_batch_size, learning_rate=config.rm_learning_rate, max_steps=config.rm_max_steps,
-        grad_clip_norm=1.0, warmup_steps=10, log_path=f"{config.log_path}/reward_model", if_exists=config.if_exists,
-        seed=config.seed, progress=config.progress, backend=config.backend, base_url=config.base_url))
-    result = train_reward_model(rm, train_pairs, service=service)
-    return result.final_sampler_path
+def reward_model_stage(config: Config, start: str | None, train_pairs: list[Pair],
+                       service: ServiceClient) -> str | None:
+    rm = bradley_terry_config(sub_run(
+        config, DPOConfig, "reward_model", nested=True, load_checkpoint_path=start, batch_size=config.rm_batch_size,
+        learning_rate=config.rm_learning_rate, max_steps=config.rm_max_steps, grad_clip_norm=1.0, warmup_steps=10))
+    return train_reward_model(rm, train_pairs, service=service).final_sampler_path
 
 
 def policy_error_comparisons(sampler: SamplingClient, problems: list[Problem], renderer: Renderer,
                              task: AdditionTask, config: Config) -> list[Comparison]:
     """The reference chosen over each wrong answer among ``rm_policy_samples`` the policy samples per problem
     (temperature 1): how well the reward model ranks the mistakes RL will meet."""
-    stop = renderer.get_stop_sequences()
-    futures = [sampler.sample(renderer.build_generation_prompt(p.messages), config.rm_policy_samples,
-                              types.SamplingParams(max_tokens=config.max_tokens, temperature=1.0, stop=stop,
-                                                   seed=config.seed * 1_000_003 + i))  # one seed per problem
-               for i, p in enumerate(problems)]
+    completer = MessageCompleter(sampler, renderer, max_tokens=config.max_tokens, temperature=1.0)
+    replies = completer.complete_many([p.messages for p in problems], config.rm_policy_samples,
+                                      seeds=[seeds.derived_seed(config.seed, i) for i in range(len(problems))])
     out = []
-    for problem, future in zip(problems, futures):
-        for sample in future.result().sequences:
-            message, ok = renderer.parse_response(list(sample.tokens))
-            if ok and task.grade(problem, text_content(message)) < 1.0:
-                out.append(Comparison(problem.messages, [{"role": "assistant", "content": problem.reference}],
-                                      [message]))
+    for i, reply in enumerate(replies):
+        problem = problems[i // config.rm_policy_samples]
+        if reply.parsed and task.grade(problem, reply.text) < 1.0:
+            out.append(Comparison(problem.messages, [{"role": "assistant", "content": problem.reference}],
+                                  [reply.message]))
     return out
 
 
 def main(config: Config) -> dict:
     started = time.monotonic()
-    renderer = get_renderer(config.renderer, get_tokenizer(config.base_model))
+    renderer = renderer_for(config.base_model, config.renderer)
     task = AdditionTask(digits=config.digits)
     train_problems, test_problems = task.held_out_split(config.n_train, config.n_test, seed=config.seed)
     held_out = {task.key(p) for p in test_problems}
@@ -163,7 +155,7 @@ def main(config: Config) -> dict:
     fmt = ScoreFormat(config.rm_kind, config.rm_question, config.rm_verdict)
 
     start = config.load_checkpoint_path or sft_stage(config, task, held_out, renderer, service)
-    start_sampler = ready(service.create_sampling_client(model_path=start))
+    start_sampler = sampling_client(service, config.base_model, start)
 
     comparisons = dict(digits=config.digits, min_error=config.rm_min_error, max_error=config.rm_max_error)
     rm_train = comparisons_to_score_pairs(addition_comparisons(config.rm_comparisons, seed=config.seed + 3,
@@ -179,7 +171,7 @@ def main(config: Config) -> dict:
                 **{f"on_policy_{k}": v for k, v in pairwise_accuracy(sampler, on_policy).items()}}
     rm_before = measure(start_sampler)
     rm_path = reward_model_stage(config, start, rm_train, service)
-    rm_sampler = ready(service.create_sampling_client(model_path=rm_path))
+    rm_sampler = sampling_client(service, config.base_model, rm_path)
     rm_after = measure(rm_sampler)
     print(f"reward model pairwise accuracy, held-out comparisons: {rm_before['accuracy']:.1%} -> "
           f"{rm_after['accuracy']:.1%}; the policy's own wrong answers: {rm_before.get('on_policy_accuracy', 0):.1%} "
@@ -193,18 +185,16 @@ def main(config: Config) -> dict:
                            format_reward=config.format_reward, task=task)
     policy_before = dict(evaluate(start_sampler))
     print(f"policy before RL (greedy, held out): {_show(policy_before)}")
-    rl = chz.replace(config, load_checkpoint_path=start, log_path=f"{config.log_path}/rl")
+    rl = chz.replace(config, load_checkpoint_path=start, log_path=sub_run_path(config.log_path, "rl", nested=True))
     result = train(rl, dataset, eval_hooks={"eval": evaluate}, service=service)
     policy_after = {k.split("/", 1)[1]: v for k, v in result.metrics[-1].items() if k.startswith("eval/")}
     print(f"policy after {result.steps} RL steps (greedy, held out): {_show(policy_after)}")
 
-    summary = {"rm_before": rm_before, "rm_after": rm_after, "policy_before": policy_before,
-               "policy_after": policy_after, "rl_steps": result.steps, "start_checkpoint": start,
-               "reward_model": rm_path, "checkpoint": result.final_state_path,
-               "seconds": round(time.monotonic() - started, 1), "log_path": config.log_path}
-    Path(config.log_path).mkdir(parents=True, exist_ok=True)
-    (Path(config.log_path) / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
+    return write_summary(config.log_path, {
+        "rm_before": rm_before, "rm_after": rm_after, "policy_before": policy_before, "policy_after": policy_after,
+        "rl_steps": result.steps, "start_checkpoint": start, "reward_model": rm_path,
+        "checkpoint": result.final_state_path, "seconds": round(time.monotonic() - started, 1),
+        "log_path": config.log_path})
 
 
 def _show(metrics: dict) -> str:

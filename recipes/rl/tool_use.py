@@ -20,16 +20,16 @@ import random
 
 import chz
 
-from cookbook.completers import MessageCompleter
+from cookbook import seeds
+from cookbook.completers import MessageCompleter, known_renderer, renderer_for
 from cookbook.config import make_service
 from cookbook.primitives import SamplingClient
 from cookbook.recipe_cli import run_recipe
 from cookbook.rl.message_env import MessageEnv, MessageStepResult, RenderedEnv, play
 from cookbook.rl.train import RLConfig
 from cookbook.rl.types import EnvGroupBuilder, RLDataset
-from cookbook.tokenizer_utils import get_tokenizer
 from recipes.rl import rl_with_greedy_eval, sft_warm_up
-from renderers import Message, Renderer, ToolSpec, get_renderer, text_content
+from renderers import Message, Renderer, ToolSpec, text_content
 
 CALCULATOR: ToolSpec = {"type": "function", "function": {
     "name": "calculator", "description": "Evaluate an arithmetic expression.",
@@ -125,7 +125,7 @@ class CalculatorDataset(RLDataset):
         return self.n_batches
 
     def get_batch(self, index: int) -> list[CalculatorGroup]:
-        rng = random.Random(self.config.seed * 1_000_003 + index)
+        rng = seeds.rng(self.config.seed, index)
         return [CalculatorGroup(*operands(rng), self.config.group_size, self.renderer)
                 for _ in range(self.config.groups_per_batch)]
 
@@ -141,7 +141,7 @@ def greedy_episodes(sampler: SamplingClient, renderer: Renderer, config: "Config
 
 @chz.chz
 class Config(RLConfig):
-    renderer: str = "tiny"
+    renderer: str = chz.field(default="tiny", validator=known_renderer)
     groups_per_batch: int = 8
     group_size: int = 4
     max_tokens: int = 96  # a calculator call is about 70 byte-level tokens
@@ -157,7 +157,7 @@ class Config(RLConfig):
 
 
 def main(config: Config) -> dict:
-    renderer = get_renderer(config.renderer, get_tokenizer(config.base_model))
+    renderer = renderer_for(config.base_model, config.renderer)
     service = make_service(config)
     if config.warmup_steps_sft > 0 and not config.load_checkpoint_path:
         rng = random.Random(config.seed)

@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import chz
 
-from cookbook.checkpointing import RunResult
-from cookbook.errors import ConfigError
+from cookbook.completers import known_renderer, renderer_for
 from cookbook.recipe_cli import run_recipe
-from cookbook.supervised.data import DatasetSpec, conversations_to_data, load_conversations, split_train_test
+from cookbook.run import RunResult
+from cookbook.supervised.data import (
+    DatasetSpec,
+    TrainOnWhatName,
+    conversations_to_data,
+    load_conversations,
+    split_train_test,
+)
 from cookbook.supervised.train import TrainConfig, train
-from cookbook.tokenizer_utils import get_tokenizer
 from evals.hooks import EvalHooksConfig
-from renderers import get_recommended_renderer_name, get_renderer
 
 
 @chz.chz
@@ -38,23 +42,19 @@ class DataConfig:
     test_size: float = 0.05  # held-out fraction (< 1) or count (>= 1) for test NLL
     max_examples: int | None = None
     max_length: int | None = 2048  # tokens per example; longer ones are truncated
-    train_on_what: str = "all_assistant_messages"
+    train_on_what: TrainOnWhatName = "all_assistant_messages"
 
 
 @chz.chz
 class Config(TrainConfig):
     data: DataConfig = chz.field(default_factory=DataConfig)
-    renderer: str | None = None  # default: base_model's family renderer, else auto (its own chat template)
+    renderer: str | None = chz.field(default=None, validator=known_renderer)  # None: base_model's recommended one
     evals: EvalHooksConfig = chz.field(default_factory=EvalHooksConfig)  # benchmarks logged as eval/<name>/...
     log_path: str = "runs/chat_sft"
 
 
 def build_data(config: Config):
-    tokenizer = get_tokenizer(config.base_model)
-    try:
-        renderer = get_renderer(config.renderer or get_recommended_renderer_name(config.base_model), tokenizer)
-    except ValueError as exc:  # an unknown name, or no renderer for this model (e.g. no chat template)
-        raise ConfigError(f"renderer: {exc}") from None
+    renderer = renderer_for(config.base_model, config.renderer)
     spec = DatasetSpec(config.data.source, config.data.split, config.data.messages_field, config.data.prompt_field,
                        config.data.response_field, config.data.system_prompt)
     conversations = load_conversations(spec, seed=config.seed)

@@ -10,32 +10,29 @@ problems, their training conversations and the grade all come from ``cookbook.ta
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 
 import chz
 from rich.console import Console
 from rich.table import Table
 
-from cookbook.completers import MessageCompleter
+from cookbook.completers import MessageCompleter, known_renderer, renderer_for, sampling_client
 from cookbook.config import make_service
 from cookbook.hooks import accuracy_hook
 from cookbook.lr_schedules import ScheduleName
-from cookbook.primitives import SamplingClient, ready
+from cookbook.primitives import SamplingClient
 from cookbook.recipe_cli import run_recipe
 from cookbook.run_dir import IfExists
 from cookbook.supervised.data import conversations_to_data
 from cookbook.supervised.train import TrainConfig, train
 from cookbook.tasks import AdditionTask, Problem
-from cookbook.tokenizer_utils import get_tokenizer
-from renderers import Renderer, get_renderer
+from renderers import Renderer
 
 
 @chz.chz
 class Config(TrainConfig):
     base_model: str = "tiny"
-    renderer: str = "tiny"
+    renderer: str = chz.field(default="tiny", validator=known_renderer)
     digits: int = 2
     n_train: int = 40000  # one epoch at batch 64 = 625 steps
     n_test: int = 200
@@ -64,7 +61,7 @@ def show(console: Console, title: str, sampler: SamplingClient, renderer: Render
 def main(config: Config) -> dict:
     console = Console()
     started = time.monotonic()
-    renderer = get_renderer(config.renderer, get_tokenizer(config.base_model))
+    renderer = renderer_for(config.base_model, config.renderer)
     task = AdditionTask(digits=config.digits)
     train_problems, problems = task.held_out_split(config.n_train, config.n_test, seed=config.seed)
     train_data = conversations_to_data([task.conversation(p) for p in train_problems], renderer,
@@ -72,20 +69,17 @@ def main(config: Config) -> dict:
     evaluate = accuracy_hook(task, problems, renderer, max_tokens=8)
 
     service = make_service(config)
-    base_sampler = ready(service.create_sampling_client(base_model=config.base_model))
+    base_sampler = sampling_client(service, config.base_model)
     before = evaluate(base_sampler)["accuracy"]
     show(console, "before training", base_sampler, renderer, problems[: config.n_show])
     console.print(f"held-out accuracy before training: [bold]{before:.1%}[/bold] ({len(problems)} problems)")
 
     result = train(config, train_data, eval_hooks={"addition": evaluate}, service=service)
     after = result.metrics[-1]["addition/accuracy"]
-    sampler = ready(result.training_client.save_weights_and_get_sampling_client())
+    sampler = sampling_client(service, config.base_model, result.final_sampler_path)
     show(console, "after training", sampler, renderer, problems[: config.n_show])
 
-    summary = {"accuracy_before": before, "accuracy_after": after, "steps": result.steps,
-               "seconds": round(time.monotonic() - started, 1), "checkpoint": result.final_state_path,
-               "sampler_checkpoint": result.final_sampler_path, "log_path": config.log_path}
-    (Path(config.log_path) / "summary.json").write_text(json.dumps(summary, indent=2))
+    summary = result.write_summary({"accuracy_before": before, "accuracy_after": after}, started=started)
     console.print(f"held-out accuracy: [bold]{before:.1%} -> {after:.1%}[/bold] after {result.steps} steps "
                   f"in {summary['seconds']:.0f}s; run directory: {config.log_path}")
     return summary

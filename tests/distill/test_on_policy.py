@@ -12,10 +12,10 @@ from tinker import types
 from trained_tiny import checkpoints, one_compute_thread, quickstart_run
 
 import cookbook
-from cookbook.distill import train as distill_train
 from cookbook.distill.train import OnPolicyDistillConfig, distill_advantages, reverse_kl_hook, train
 from cookbook.distill.types import PromptDataset, Teacher
 from cookbook.errors import ConfigError
+from cookbook.rl import train as rl_train  # the loop on-policy distillation runs
 from cookbook.rl.data import groups_to_sequences
 from cookbook.rl.rollouts import RolloutSettings, rollout_batch
 from cookbook.rl.task_env import TaskRLDataset
@@ -187,17 +187,17 @@ def test_a_short_run_logs_the_reverse_kl_every_step_and_resumes(quickstart, addi
     task, renderer, dataset = addition
     config = _config(tmp_path, load_checkpoint_path=student, teacher_path=teacher, max_steps=4, save_every=2)
     calls = {"n": 0}
-    real = distill_train._train_on
+    real = rl_train._train_on
 
     def crash_on_third(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 3:
             raise Interrupt()
         return real(*args, **kwargs)
-    monkeypatch.setattr(distill_train, "_train_on", crash_on_third)
+    monkeypatch.setattr(rl_train, "_train_on", crash_on_third)
     with pytest.raises(Interrupt):
         train(config, dataset)
-    monkeypatch.setattr(distill_train, "_train_on", real)
+    monkeypatch.setattr(rl_train, "_train_on", real)
     result = train(config, dataset)
     assert result.resumed_from == 2
     rows = result.metrics

@@ -42,7 +42,7 @@ def test_sweep_writes_table_csv_and_plot_then_reuses_finished_cells(qs_run, tmp_
 
     def no_sampling(*args, **kwargs):
         raise AssertionError("a finished cell was computed again")
-    monkeypatch.setattr(sweeps, "make_sampler", no_sampling)
+    monkeypatch.setattr(sweeps, "sampling_client", no_sampling)
     before = (out / "results.md").read_text()
     assert cookbook_main(args) == 0
     assert "4 cells reused, 0 computed" in capsys.readouterr().out

@@ -89,3 +89,12 @@ def test_token_budget_epochs_of_different_batch_counts_are_each_covered_once():
         assert all(sum(lengths[i] for i in b) <= 60 or len(b) == 1 for b in epoch)
     assert step == batches.steps(3)
     assert batches[5] == EpochBatches(lengths, batch_size=None, max_tokens=60, seed=0)[5]  # resume: same batches
+
+
+def test_the_train_on_what_option_takes_exactly_the_renderers_values():
+    from typing import get_args
+
+    from cookbook.supervised.data import TrainOnWhatName
+    from renderers import TrainOnWhat
+
+    assert set(get_args(TrainOnWhatName)) == {member.value for member in TrainOnWhat}

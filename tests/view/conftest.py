@@ -49,9 +49,10 @@ def chromium() -> str:
     return path
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def browser(chromium, runs_root):
-    """One browser for the package's tests. Package-scoped, and started after the runs are built: while
+    """One browser per test module (tests/ has no __init__.py files, so a "package" scope would last the
+    whole session), started after the runs are built: while
     playwright's sync API is open its event loop counts as running in this thread, so asyncio.run()
     (the RL rollouts) cannot run here until it is closed."""
     from playwright.sync_api import sync_playwright

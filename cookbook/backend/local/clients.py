@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -147,6 +147,7 @@ class ServiceClient(_ReadyClient):
         if model_path is None and base_model is None:
             raise errors.InvalidRequestError("create_sampling_client needs model_path or base_model")
         if model_path is None:
+            assert base_model is not None
             return SamplingClient(self, self.engine.model(base_model), None)
         directory = checkpoints.resolve(model_path, self.checkpoint_root)
         info = checkpoints.read_info(directory)
@@ -192,12 +193,13 @@ class TrainingClient(_ReadyClient):
 
     # --- forward / backward ---------------------------------------------------------------
     def forward(self, data: Sequence[types.Datum], loss_fn: str,
-                loss_fn_config: Mapping[str, float] | None = None) -> LocalFuture[types.ForwardBackwardOutput]:
+                loss_fn_config: Mapping[str, float | str] | None = None) -> LocalFuture[types.ForwardBackwardOutput]:
         prepared, spec, cfg = self._prepare(data, loss_fn, loss_fn_config, backward=False)
         return self._engine.submit(lambda: self._builtin_pass(prepared, spec, cfg, backward=False))
 
     def forward_backward(self, data: Sequence[types.Datum], loss_fn: str,
-                         loss_fn_config: Mapping[str, float] | None = None) -> LocalFuture[types.ForwardBackwardOutput]:
+                         loss_fn_config: Mapping[str, float | str] | None = None
+                         ) -> LocalFuture[types.ForwardBackwardOutput]:
         prepared, spec, cfg = self._prepare(data, loss_fn, loss_fn_config)
         return self._engine.submit(lambda: self._builtin_pass(prepared, spec, cfg, backward=True))
 
@@ -262,7 +264,7 @@ class TrainingClient(_ReadyClient):
                     logprobs[i] = lp.detach()
         if backward:
             self._accumulate(grads)
-        return _output(logprobs, {"loss:sum": total})
+        return _output(cast(list[torch.Tensor], logprobs), {"loss:sum": total})  # each datum was in one batch
 
     def _custom_pass(self, data, prepared, loss_fn: CustomLossFn) -> types.ForwardBackwardOutput:
         logprobs: list[torch.Tensor | None] = [None] * len(prepared)
@@ -270,14 +272,15 @@ class TrainingClient(_ReadyClient):
             for batch in self._batches(prepared):
                 for i, lp in zip(batch.indices, self._logprobs(prepared, batch)):
                     logprobs[i] = lp
-            loss, metrics = loss_fn(data, logprobs)
+            every = cast(list[torch.Tensor], logprobs)  # each datum is in exactly one batch
+            loss, metrics = loss_fn(data, every)
             if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
                 raise errors.InvalidRequestError("a custom loss must return (scalar tensor, metrics dict)")
             grads = torch.autograd.grad(loss.reshape(()), self._params, allow_unused=True)
         self._accumulate([torch.zeros_like(p) if g is None else g for p, g in zip(self._params, grads)])
         out_metrics = {k: float(v) for k, v in (metrics or {}).items()}
         out_metrics["loss:sum"] = float(loss.detach())
-        return _output([lp.detach() for lp in logprobs], out_metrics)
+        return _output([lp.detach() for lp in every], out_metrics)
 
     def _accumulate(self, grads: Sequence[torch.Tensor]) -> None:
         """Add a finished pass's gradients; runs only after the whole pass succeeded."""

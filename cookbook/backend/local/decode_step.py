@@ -16,10 +16,11 @@ one query token (batch 64, 128 cached positions).
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
+from typing import Any, Protocol, cast
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from transformers.cache_utils import Cache
 
 # Decoder layers of these transformers model types are pre-norm residual blocks
@@ -27,21 +28,35 @@ from transformers.cache_utils import Cache
 SUPPORTED_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
 
 
+class LayerCache(Protocol):
+    def update(self, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store this step's keys and values; return every cached position's (the window attended to)."""
+        ...
+
+
+class StepCache(Protocol):
+    """What the step uses of a KV cache: a transformers ``Cache``, or the static decoder's window."""
+
+    @property
+    def layers(self) -> Sequence[LayerCache]: ...
+
+
 class DecodeStep:
     """Advances every row by one token: input ids [B], positions [B, 1] -> final hidden [B, H]."""
 
-    def __init__(self, body: nn.Module) -> None:
+    def __init__(self, body: Any) -> None:  # the model's decoder (an nn.Module: submodules reached by name)
         self.body = body
-        attn = body.layers[0].self_attn
-        self.head_dim = attn.head_dim
-        self.kv_heads = body.config.num_key_value_heads
+        attn = self.body.layers[0].self_attn
+        self.head_dim: int = attn.head_dim
+        self.kv_heads: int = body.config.num_key_value_heads
         self.qk_norm = hasattr(attn, "q_norm")
-        self.apply_rotary = inspect.getmodule(type(attn)).apply_rotary_pos_emb
+        attention_module: Any = inspect.getmodule(type(attn))  # the model's modeling_*.py
+        self.apply_rotary = attention_module.apply_rotary_pos_emb
         device = next(body.parameters()).device
         self.fused_attention = device.type != "cpu"
 
     @classmethod
-    def for_model(cls, model: nn.Module) -> "DecodeStep | None":
+    def for_model(cls, model: Any) -> "DecodeStep | None":
         """A step function for ``model``, or None when its architecture is not one of ours."""
         if getattr(model.config, "model_type", None) not in SUPPORTED_MODEL_TYPES:
             return None
@@ -54,7 +69,7 @@ class DecodeStep:
                 return None
         return cls(body)
 
-    def __call__(self, tokens: torch.Tensor, positions: torch.Tensor, cache: Cache,
+    def __call__(self, tokens: torch.Tensor, positions: torch.Tensor, cache: StepCache | Cache,
                  mask: torch.Tensor | None) -> torch.Tensor:
         """``mask``: bool [B, 1, 1, L] over the cached positions after this step (None: all valid)."""
         batch, d, kv_heads = tokens.shape[0], self.head_dim, self.kv_heads
@@ -63,7 +78,7 @@ class DecodeStep:
         bias = None  # additive mask for the matmul attention
         if mask is not None and not self.fused_attention:
             bias = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device).masked_fill_(~mask, float("-inf"))
-        for layer, kv in zip(self.body.layers, cache.layers):
+        for layer, kv in zip(self.body.layers, cast(Sequence[LayerCache], cache.layers)):
             attn = layer.self_attn
             x = layer.input_layernorm(h)
             q = attn.q_proj(x).view(batch, 1, -1, d)

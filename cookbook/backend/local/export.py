@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 import transformers
@@ -38,7 +39,7 @@ def export_merged(checkpoint: str, out_dir: str | os.PathLike, *, root: Path | N
     """Write base weights with the adapter folded in, plus the tokenizer, to ``out_dir``."""
     info, weights = _load(checkpoint, root)
     location = model_location(info.base_model)
-    model = transformers.AutoModelForCausalLM.from_pretrained(location, dtype=torch.float32)
+    model: Any = transformers.AutoModelForCausalLM.from_pretrained(location, dtype=torch.float32)
     pairs = _pairs(weights)
     if "lm_head" in pairs and model.config.tie_word_embeddings:
         # Merging into a tied head would change the input embeddings too: untie first.

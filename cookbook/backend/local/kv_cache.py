@@ -13,6 +13,7 @@ from transformers.cache_utils import Cache, DynamicLayer
 
 class PreallocatedLayer(DynamicLayer):
     capacity = 0  # positions per row, set by preallocated_cache()
+    is_initialized: bool  # DynamicLayer's (annotated for the type checker, which does not read transformers)
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
         if not self.is_initialized:

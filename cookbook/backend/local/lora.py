@@ -150,6 +150,7 @@ class _Group:
         """The row indices on ``device``, copied there once per routing, not once per layer."""
         rows = self._on_device.get(device)
         if rows is None:
+            assert self.rows is not None, "an adapter group for every row has no row indices"
             rows = self._on_device[device] = self.rows.to(device)
         return rows
 
@@ -235,10 +236,10 @@ class LoRALinear(nn.Module):
             return _routing.slots.apply(self.name, x, out)
         for group in _routing.groups:
             adapter = group.adapter
-            a = adapter.a.get(self.name)
+            a: torch.Tensor | None = adapter.a.get(self.name)
             if a is None:
                 continue
-            b = adapter.b[self.name]
+            b: torch.Tensor = adapter.b[self.name]
             if a.dtype != x.dtype:
                 a, b = a.to(x.dtype), b.to(x.dtype)
             # Scale the rank-r intermediate (cheap) and add in place: the base output is not

@@ -15,7 +15,6 @@ from typing import Any
 
 import torch
 import transformers
-from torch import nn
 from torch.utils.checkpoint import checkpoint
 from transformers.cache_utils import Cache
 
@@ -71,7 +70,7 @@ def model_location(base_model: str) -> str:
 class BaseModel:
     name: str
     location: str
-    model: nn.Module  # HF causal LM with LoRALinear wrappers; frozen
+    model: Any  # HF causal LM with LoRALinear wrappers; frozen (its submodules are reached by name)
     tokenizer: transformers.PreTrainedTokenizerBase
     device: torch.device
     dtype: torch.dtype
@@ -87,7 +86,8 @@ class BaseModel:
         location = model_location(base_model)
         try:
             tokenizer = transformers.AutoTokenizer.from_pretrained(location)
-            model = transformers.AutoModelForCausalLM.from_pretrained(location, dtype=dtype, attn_implementation="sdpa")
+            model: Any = transformers.AutoModelForCausalLM.from_pretrained(location, dtype=dtype,
+                                                                           attn_implementation="sdpa")
         except (OSError, ValueError) as exc:  # unknown id, hub unreachable, not a model directory
             raise errors.ModelLoadError.for_model(base_model, exc) from exc
         model.to(device).eval()
@@ -136,7 +136,7 @@ class BaseModel:
             self.checkpointing.on = previous
 
     @property
-    def body(self) -> nn.Module:
+    def body(self) -> Any:
         return self.model.get_decoder()
 
     def body_with_cache(self, cache: Cache, **inputs: Any) -> tuple[torch.Tensor, Cache]:
@@ -150,7 +150,7 @@ class BaseModel:
         return out.last_hidden_state, out[name]
 
     @property
-    def lm_head(self) -> nn.Module:
+    def lm_head(self) -> Any:
         return self.model.get_output_embeddings()
 
     def hidden_states(self, batch: Sequence[Sequence[int]]) -> tuple[torch.Tensor, list[int]]:
@@ -212,7 +212,7 @@ class _Switch:
     on: bool = True
 
 
-def checkpoint_decoder_layers(model: nn.Module, switch: _Switch | None = None) -> bool:
+def checkpoint_decoder_layers(model: Any, switch: _Switch | None = None) -> bool:
     """Make each decoder layer recompute its activations in backward while ``switch.on`` (default: always).
 
     Applies only when gradients are being computed. The layers' ``forward`` is wrapped in place, so

@@ -11,7 +11,9 @@ Where the model has a static decoder (``static_decode``: Llama-family models on 
 decode through it: fixed buffers per batch-size bucket, LoRA from a slot pool, the step captured
 as a CUDA graph; it leaves finished rows by moving to a smaller bucket. Otherwise (and when its
 pool or the free memory cannot take a batch) they decode eagerly (:class:`_EagerDecoding`). Both
-run the same loop here: token choice, stop checks and results do not depend on the path.
+are a :class:`Decoding` driven by the same loop (:func:`_decode`): token choice, stop checks and
+results do not depend on the path. :func:`sample_batch` is layout (:class:`_Layout`), prefill
+(:func:`_prefill`), decode, responses.
 
 Reported logprobs are ``log_softmax(logits / temperature)`` of the sampled token (temperature 0
 reports the untempered distribution), before top-k / top-p truncation: at temperature 1 they are
@@ -24,6 +26,7 @@ import contextlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -33,7 +36,6 @@ from .futures import LocalFuture
 from .kv_cache import preallocated_cache
 from .lora import Adapter, use_adapters
 from .model import BaseModel
-from .static_decode import StaticDecoding
 
 KV_PREALLOCATE_MAX = 1024  # new-token positions reserved up front; the cache doubles beyond that
 # Once at least this fraction of the rows in the decode batch have finished, they are dropped
@@ -114,8 +116,8 @@ class _TokenChooser:
     def __init__(self, jobs: Sequence[SampleJob], job_rows: Sequence[slice]) -> None:
         self.jobs, self.job_rows = jobs, job_rows
         self.row_job = np.repeat(np.arange(len(jobs)), [j.num_samples for j in jobs])
-        self.row_sampled = np.array([jobs[k].params.temperature != 0 for k in self.row_job])
-        self.row_filter = [(jobs[k].params.top_k, jobs[k].params.top_p) for k in self.row_job]
+        self.row_sampled = np.array([jobs[k].params.temperature != 0 for k in self.row_job.tolist()])
+        self.row_filter = [(jobs[k].params.top_k, jobs[k].params.top_p) for k in self.row_job.tolist()]
 
     def __call__(self, logprobs: torch.Tensor, live: np.ndarray) -> torch.Tensor:
         choice = logprobs.argmax(-1)
@@ -152,7 +154,7 @@ class _EagerDecoding:
         self.model, self.cache, self.mask, self.width, self.padded = model, cache, mask, width, padded
         self.row_adapters = row_adapters
         self.next_pos = positions[:, -1:] + 1
-        self.attn_mask = None
+        self.attn_mask: torch.Tensor | None = None
         if model.decode_step is not None and padded:
             self.attn_mask = mask.bool()[:, None, None, :]  # prompt padding masked, generated positions valid
             self.attn_mask[..., width:] = True
@@ -165,7 +167,7 @@ class _EagerDecoding:
         model, end = self.model, self.width + self.steps + 1
         if model.decode_step is not None:
             hidden = model.decode_step(choice, self.next_pos, self.cache,
-                                       self.attn_mask[..., :end] if self.padded else None)
+                                       None if self.attn_mask is None else self.attn_mask[..., :end])
         else:
             self.mask[:, end - 1] = 1
             hidden, self.cache = model.body_with_cache(
@@ -192,121 +194,172 @@ class _EagerDecoding:
         self._routing.close()
 
 
+class Decoding(Protocol):
+    """A decoding path, as the decode loop (:func:`_decode`) drives it: :class:`_EagerDecoding`, or
+    ``static_decode.StaticDecoding`` on the static path. Token choice, stop checks and results stay
+    in the loop, so they do not depend on the path."""
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Feed one token per row ([rows]); the next logits [rows, vocab] in fp32."""
+        ...
+
+    def keep(self, keep: np.ndarray) -> bool:
+        """Keep only rows ``keep`` (positions among the current rows); False when it cannot (nothing changes)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class _Layout:
+    """The rows of one batch: each request's rows, and the distinct (adapter, prompt) prefills they copy."""
+
+    jobs: Sequence[SampleJob]
+    rows: list[SampleJob]  # one per sample
+    job_rows: list[slice]  # each request's rows
+    prefill_jobs: list[SampleJob]  # the first request of each distinct (adapter, prompt)
+    job_prefill: list[int]  # each request's prefill
+    width: int  # the longest prompt
+    max_steps: int
+
+    @classmethod
+    def of(cls, jobs: Sequence[SampleJob]) -> _Layout:
+        starts = np.cumsum([0] + [j.num_samples for j in jobs]).tolist()
+        unique: dict[tuple[int, tuple[int, ...]], int] = {}
+        prefill_jobs: list[SampleJob] = []
+        for job in jobs:
+            key = (id(job.adapter), tuple(job.prompt))
+            if key not in unique:
+                unique[key] = len(prefill_jobs)
+                prefill_jobs.append(job)
+        return cls(jobs, [j for j in jobs for _ in range(j.num_samples)],
+                   [slice(a, b) for a, b in zip(starts, starts[1:])], prefill_jobs,
+                   [unique[(id(j.adapter), tuple(j.prompt))] for j in jobs],
+                   max(len(j.prompt) for j in jobs), max(j.max_tokens for j in jobs))
+
+    def row_prefill(self) -> torch.Tensor:
+        """Each row's prefill index."""
+        return torch.tensor([self.job_prefill[k] for k, j in enumerate(self.jobs) for _ in range(j.num_samples)])
+
+
+@dataclass
+class _Prefill:
+    logits: torch.Tensor  # [rows, vocab] fp32: each row's first logits
+    extras: list[dict]  # each request's prompt logprobs / top-k
+    decoding: Decoding
+
+
+@dataclass
+class _Generated:
+    """What the decode loop wrote: each row's tokens and logprobs, how many, and why it stopped."""
+
+    tokens: torch.Tensor  # [rows, max_steps]
+    logprobs: torch.Tensor
+    lengths: np.ndarray
+    done: np.ndarray
+    stop_reason: list[Literal["length", "stop"]]
+
+    @classmethod
+    def empty(cls, rows: int, steps: int) -> _Generated:
+        return cls(torch.zeros(rows, steps, dtype=torch.long), torch.zeros(rows, steps, dtype=torch.float32),
+                   np.zeros(rows, dtype=np.int64), np.zeros(rows, dtype=bool), ["length"] * rows)
+
+
 @torch.inference_mode()
 def sample_batch(model: BaseModel, jobs: Sequence[SampleJob]) -> list[types.SampleResponse]:
-    device = model.device
+    """Every request's samples: one prefill per distinct prompt, then all rows decoded together."""
     for job in jobs:
         _stops(job, model)
-    rows = [j for j in jobs for _ in range(j.num_samples)]
-    job_rows: list[slice] = []
-    start = 0
-    for job in jobs:
-        job_rows.append(slice(start, start + job.num_samples))
-        start += job.num_samples
-    n_rows = len(rows)
+    layout = _Layout.of(jobs)
+    prefill = _prefill(model, layout)
+    with contextlib.closing(prefill.decoding):
+        generated = _decode(model, layout, prefill.logits, prefill.decoding)
+    return [types.SampleResponse(sequences=[_sequence(generated, r) for r in range(rows.start, rows.stop)], **extra)
+            for rows, extra in zip(layout.job_rows, prefill.extras)]
 
-    # Prefill each distinct (adapter, prompt) once, then give every row its own copy of the cache.
-    unique: dict[tuple[int, tuple[int, ...]], int] = {}
-    prefill_jobs: list[SampleJob] = []
-    for job in jobs:
-        key = (id(job.adapter), tuple(job.prompt))
-        if key not in unique:
-            unique[key] = len(prefill_jobs)
-            prefill_jobs.append(job)
-    job_unique = [unique[(id(j.adapter), tuple(j.prompt))] for j in jobs]
-    row_unique = torch.tensor([job_unique[k] for k, j in enumerate(jobs) for _ in range(j.num_samples)])
 
-    width = max(len(j.prompt) for j in prefill_jobs)
-    max_steps = max(j.max_tokens for j in jobs)
-    row_adapters = [job.adapter for job in rows]
+def _prefill(model: BaseModel, layout: _Layout) -> _Prefill:
+    """One forward over the distinct prompts, left-padded; every row's first logits and its decoding path
+    (the static one when the model has it and it takes the batch; the prefill's cache copied per row)."""
+    device, width, max_steps = model.device, layout.width, layout.max_steps
+    row_adapters = [job.adapter for job in layout.rows]
     static = None if model.static_decoder is None else model.static_decoder.begin(row_adapters, width + max_steps)
-    ids = torch.zeros(len(prefill_jobs), width, dtype=torch.long)
-    mask = torch.zeros(len(prefill_jobs), width + max_steps, dtype=torch.long)
-    for u, job in enumerate(prefill_jobs):
+    ids = torch.zeros(len(layout.prefill_jobs), width, dtype=torch.long)
+    mask = torch.zeros(len(layout.prefill_jobs), width + max_steps, dtype=torch.long)
+    for u, job in enumerate(layout.prefill_jobs):
         n = len(job.prompt)
         ids[u, width - n :] = torch.as_tensor(job.prompt)
         mask[u, width - n : width] = 1
     ids, mask = ids.to(device), mask.to(device)
     positions = (mask[:, :width].cumsum(-1) - 1).clamp(min=0)
-
-    padded = any(len(j.prompt) != width for j in prefill_jobs)  # without padding, plain causal attention
+    padded = any(len(j.prompt) != width for j in layout.prefill_jobs)  # without padding, plain causal attention
     room = 0 if static is not None else min(max_steps, KV_PREALLOCATE_MAX)  # the static decoder has its own cache
-    with use_adapters([job.adapter for job in prefill_jobs]):
+    with use_adapters([job.adapter for job in layout.prefill_jobs]):
         hidden, cache = model.body_with_cache(preallocated_cache(width + room), input_ids=ids, position_ids=positions,
                                               attention_mask=mask[:, :width] if padded else None)
         logits = model.lm_head(hidden[:, -1]).float()
-
-    extras = []
-    for job, u in zip(jobs, job_unique):
-        need = job.include_prompt_logprobs or job.topk_prompt_logprobs
-        extras.append(_prompt_outputs(model, job, hidden[u, width - len(job.prompt) :]) if need else {})
+    extras = [_prompt_outputs(model, job, hidden[u, width - len(job.prompt) :])
+              if job.include_prompt_logprobs or job.topk_prompt_logprobs else {}
+              for job, u in zip(layout.jobs, layout.job_prefill)]
     del hidden
-
-    expand = row_unique.to(device)
-    if len(prefill_jobs) != n_rows:
+    expand = layout.row_prefill().to(device)
+    copies = len(layout.prefill_jobs) != len(layout.rows)
+    if copies:
         logits = logits[expand]
+    if static is not None:
+        layers: list[Any] = list(cache.layers)  # the prefill's full-attention layers: keys and values
+        static.load_prefill([(layer.keys, layer.values) for layer in layers], expand,
+                            [len(j.prompt) for j in layout.rows])
+        return _Prefill(logits, extras, static)
+    if copies:
+        cache.batch_select_indices(expand)
+        mask, positions = mask[expand], positions[expand]
+    return _Prefill(logits, extras, _EagerDecoding(model, cache, mask, positions, width, padded, row_adapters))
+
+
+def _decode(model: BaseModel, layout: _Layout, logits: torch.Tensor, decoding: Decoding) -> _Generated:
+    """Token by token until every row has stopped: choose each row's token, record it, check its stops;
+    once enough rows have finished, they leave the batch (when the decoding path can drop them)."""
+    rows, device = layout.rows, model.device
     temps = torch.tensor([j.params.temperature for j in rows], device=device, dtype=torch.float32)
     temps = torch.where(temps == 0, torch.ones_like(temps), temps)[:, None]
-
-    generated = torch.zeros(n_rows, max_steps, dtype=torch.long)
-    gen_logprobs = torch.zeros(n_rows, max_steps, dtype=torch.float32)
-    lengths = np.zeros(n_rows, dtype=np.int64)
-    done = np.zeros(n_rows, dtype=bool)
-    stop_reason = ["length"] * n_rows
+    out = _Generated.empty(len(rows), layout.max_steps)
     has_stops = np.array([bool(j.stop_ids or j.stop_strings) for j in rows])
     row_max_tokens = np.array([j.max_tokens for j in rows])
+    choose_tokens = _TokenChooser(layout.jobs, layout.job_rows)
+    live = np.arange(len(rows))  # the batch's rows, as indices among all rows
+    for step in range(layout.max_steps):
+        logprobs = torch.log_softmax(logits / temps, dim=-1)
+        choice = choose_tokens(logprobs, live)
+        chosen_lp = logprobs.gather(-1, choice[:, None])[:, 0]
+        out.tokens[live, step], out.logprobs[live, step] = choice.cpu(), chosen_lp.cpu()
+        active = live[~out.done[live]]
+        out.lengths[active] += 1
+        for r in active[has_stops[active]]:
+            if _stopped(model, rows[r], out.tokens[r, : out.lengths[r]], int(out.tokens[r, step])):
+                out.done[r], out.stop_reason[r] = True, "stop"
+        out.done |= out.lengths >= row_max_tokens
+        if out.done.all():
+            break
+        keep = np.flatnonzero(~out.done[live])
+        if len(live) - len(keep) >= COMPACT_FINISHED_FRACTION * len(live) and decoding.keep(keep):
+            live = live[keep]
+            sel = torch.as_tensor(keep, device=device)
+            choice, temps = choice[sel], temps[sel]
+        logits = decoding.step(choice)
+    return out
 
-    choose_tokens = _TokenChooser(jobs, job_rows)
-    live = np.arange(n_rows)  # the batch's rows, as indices among all rows
-    if static is not None:
-        static.load_prefill([(layer.keys, layer.values) for layer in cache.layers], expand,
-                            [len(j.prompt) for j in rows])
-        decoder: _EagerDecoding | StaticDecoding = static
-    else:
-        if len(prefill_jobs) != n_rows:
-            cache.batch_select_indices(expand)
-            mask, positions = mask[expand], positions[expand]
-        decoder = _EagerDecoding(model, cache, mask, positions, width, padded, row_adapters)  # routed until closed
-    del cache
-    with contextlib.closing(decoder):
-        for step in range(max_steps):
-            logprobs = torch.log_softmax(logits / temps, dim=-1)
-            choice = choose_tokens(logprobs, live)
-            chosen_lp = logprobs.gather(-1, choice[:, None])[:, 0]
-            choice_cpu, chosen_lp_cpu = choice.cpu(), chosen_lp.cpu()
-            generated[live, step] = choice_cpu
-            gen_logprobs[live, step] = chosen_lp_cpu
 
-            active = live[~done[live]]
-            lengths[active] += 1
-            for r in active[has_stops[active]]:
-                job = rows[r]
-                if int(generated[r, step]) in job.stop_ids or (
-                        job.stop_strings and _ends_with_stop(model, generated[r, : lengths[r]], job)):
-                    done[r], stop_reason[r] = True, "stop"
-            done |= lengths >= row_max_tokens
-            if done.all():
-                break
-            keep = np.flatnonzero(~done[live])
-            if len(live) - len(keep) >= COMPACT_FINISHED_FRACTION * len(live) and decoder.keep(keep):
-                live = live[keep]
-                sel = torch.as_tensor(keep, device=device)
-                choice, temps = choice[sel], temps[sel]
-            logits = decoder.step(choice)
+def _sequence(out: _Generated, row: int) -> types.SampledSequence:
+    n = out.lengths[row]
+    return types.SampledSequence(stop_reason=out.stop_reason[row], sequence_id=uuid.uuid4().hex,
+                                 tokens_np=out.tokens[row, :n].numpy().astype(np.int32),
+                                 logprobs_np=out.logprobs[row, :n].numpy().astype(np.float32))
 
-    responses = []
-    for _job, rs, extra in zip(jobs, job_rows, extras):
-        seqs = [
-            types.SampledSequence(
-                stop_reason=stop_reason[r],
-                sequence_id=uuid.uuid4().hex,
-                tokens_np=generated[r, : lengths[r]].numpy().astype(np.int32),
-                logprobs_np=gen_logprobs[r, : lengths[r]].numpy().astype(np.float32),
-            )
-            for r in range(rs.start, rs.stop)
-        ]
-        responses.append(types.SampleResponse(sequences=seqs, **extra))
-    return responses
+
+def _stopped(model: BaseModel, job: SampleJob, tokens: torch.Tensor, last: int) -> bool:
+    """The row's ``last`` token is a stop token, or its text (``tokens``) now holds a stop string."""
+    return last in job.stop_ids or bool(job.stop_strings and _ends_with_stop(model, tokens, job))
 
 
 def _ends_with_stop(model: BaseModel, tokens: torch.Tensor, job: SampleJob) -> bool:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -111,16 +112,16 @@ class _CacheWindow:
 class StaticDecoder:
     """Per base model: the buckets' buffers, the LoRA slot pool and the captured step graphs."""
 
-    def __init__(self, model: nn.Module, step: DecodeStep, device: torch.device, dtype: torch.dtype, *,
+    def __init__(self, model: Any, step: DecodeStep, device: torch.device, dtype: torch.dtype, *,
                  capture: bool | None = None, pool: LoraPool | None = None) -> None:
-        self.lm_head = model.get_output_embeddings()
+        self.lm_head = model.get_output_embeddings()  # the LoRA-wrapped unembedding
         self.step, self.device, self.dtype = step, device, dtype
         self.num_layers = len(model.get_decoder().layers)
         self.vocab_size = int(self.lm_head.base.out_features)
         self.capture = device.type == "cuda" if capture is None else capture
         self.pool = pool or LoraPool(model, device, dtype)
         self.buckets: dict[int, _Bucket] = {}
-        self._graph_pool = None
+        self._graph_pool: Any = None  # the CUDA graphs' shared memory pool, made at the first capture
 
     @classmethod
     def for_model(cls, model: nn.Module, step: DecodeStep | None, device: torch.device,

@@ -20,11 +20,13 @@ SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1  # what torch.Generator.manual_seed acc
 def model_input_tokens(model_input: types.ModelInput, *, what: str) -> list[int]:
     if not isinstance(model_input, types.ModelInput):
         raise errors.InvalidRequestError(f"{what} must be a tinker.types.ModelInput, got {type(model_input).__name__}")
+    chunks = []
     for chunk in model_input.chunks:
         if not isinstance(chunk, types.EncodedTextChunk):
             raise errors.InvalidRequestError(
                 f"{what}: the local backend supports text chunks only, got a {type(chunk).__name__}")
-    tokens = [int(t) for chunk in model_input.chunks for t in chunk.tokens]
+        chunks.append(chunk)
+    tokens = [int(t) for chunk in chunks for t in chunk.tokens]
     if not tokens:
         raise errors.EmptyInputError(f"{what} is empty")
     return tokens

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -18,10 +18,13 @@ from .config import ServerConfig
 from .guard import Guard
 from .state import ServerState
 
+if TYPE_CHECKING:
+    from cookbook.backend import LocalServiceClient
+
 SWEEP_EVERY_S = 30.0
 
 
-def create_app(config: ServerConfig | None = None, service: Any = None) -> FastAPI:
+def create_app(config: ServerConfig | None = None, service: LocalServiceClient | None = None) -> FastAPI:
     """The server as an ASGI app.
 
     Args:
@@ -33,8 +36,8 @@ def create_app(config: ServerConfig | None = None, service: Any = None) -> FastA
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        backend = service or service_client("local", device=config.device, dtype=config.dtype,
-                                            checkpoint_root=config.checkpoint_root)
+        backend = service or cast("LocalServiceClient", service_client(
+            "local", device=config.device, dtype=config.dtype, checkpoint_root=config.checkpoint_root))
         state = ServerState(backend, config)
         app.state.server = state
         sweeper = asyncio.get_running_loop().create_task(_sweep_forever(state))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import uuid
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pydantic
 import zstandard
@@ -24,6 +24,10 @@ from . import paths, wire
 from .errors import BadRequest, ErrorRoute, Gone, NotFound, PayloadTooLarge, Unsupported, UnsupportedMediaType
 from .jobs import Job, Reply
 from .state import ServerState, model_id_of
+
+if TYPE_CHECKING:
+    from cookbook.backend import LocalSamplingClient as SamplingClient
+    from cookbook.backend import LocalTrainingClient as TrainingClient
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 router = APIRouter(prefix="/api/v1", route_class=ErrorRoute)
@@ -61,7 +65,7 @@ def _accepted(job: Job, **extra: Any) -> dict[str, Any]:
     return {"request_id": job.request_id, **extra}
 
 
-def _check_optimizer(config: Any) -> None:
+def _check_optimizer(config: types.OptimizerConfig | None) -> None:
     kind = getattr(config, "type", "adamw")
     if kind != "adamw":
         raise Unsupported(f"optimizer {kind!r} is not supported by this server (only adamw)")
@@ -165,7 +169,7 @@ async def create_model(request: Request) -> dict[str, Any]:
                          f"got {lora.rank}")
     key = state.session(req.session_id).key
 
-    def create(_: Any) -> Any:
+    def create(_: None) -> object:
         _check_optimizer(req.optimizer_config)
         if lora is None:
             raise Unsupported("only LoRA training is supported by this server (create_model needs lora_config)")
@@ -203,9 +207,9 @@ async def forward_backward(request: Request) -> dict[str, Any]:
         body = await state.run_blocking(_unzstd, body, state.config.max_request_bytes)
     call = await state.run_blocking(wire.decode_forward_backward, body)
 
-    def start(tc: Any) -> Any:
-        if call.error is not None:
-            raise call.error
+    def start(tc: TrainingClient) -> object:
+        if call.error is not None or call.data is None:
+            raise call.error or BadRequest("forward_backward without data")
         method = tc.forward if call.forward_only else tc.forward_backward
         return method(call.data, call.loss_fn, call.loss_fn_config)
 
@@ -259,12 +263,13 @@ async def save_weights_for_sampler(request: Request) -> dict[str, Any]:
         return _accepted(job, model_id=req.model_id)
     session_id, seq = state.model(req.model_id).session_id, req.sampling_session_seq_id
 
-    def snapshot(tc: Any) -> Any:
+    def snapshot(tc: TrainingClient) -> object:
         if seq is None:
             raise BadRequest("save_weights_for_sampler needs a path or a sampling_session_seq_id")
         return tc.save_weights_and_get_sampling_client()  # "inflight" saves get a snapshot too
 
-    def register(sampling_client: Any) -> Reply:
+    def register(sampling_client: SamplingClient) -> Reply:
+        assert seq is not None  # snapshot refused the request otherwise
         sampler_id = state.add_sampler(session_id, seq, sampling_client, sampling_client.get_base_model(), None)
         return Reply.json(types.SaveWeightsForSamplerResponseInternal(sampling_session_id=sampler_id))
 
@@ -276,7 +281,7 @@ async def save_weights_for_sampler(request: Request) -> dict[str, Any]:
 async def save_weights_external(request: Request) -> dict[str, Any]:
     req = await _parse(request, types.SaveWeightsExternalRequest)
 
-    def refuse(_: Any) -> Any:  # still takes its seq_id, so the model's later requests run
+    def refuse(_: TrainingClient) -> object:  # still takes its seq_id, so the model's later requests run
         raise Unsupported("save_weights_external is not supported by this server; save_state and export the "
                           "checkpoint with `cookbook export` instead")
     job = _state(request).submit(req.model_id, req.seq_id, "SaveWeightsExternal", refuse, Reply.json)
@@ -289,7 +294,7 @@ async def load_weights(request: Request) -> dict[str, Any]:
     state = _state(request)
     req = await _parse(request, types.LoadWeightsRequest)
     if req.model_id is not None:
-        def load(tc: Any) -> Any:
+        def load(tc: TrainingClient) -> object:
             local = paths.to_local(req.path)
             return tc.load_state_with_optimizer(local) if req.optimizer else tc.load_state(local)
         job = state.submit(req.model_id, req.seq_id, "LoadWeights", load, lambda _: Reply.json(
@@ -300,7 +305,7 @@ async def load_weights(request: Request) -> dict[str, Any]:
                          "model_seq_id (create a model from the checkpoint)")
     model_id = model_id_of(req.session_id, req.model_seq_id)
 
-    def create(_: Any) -> Any:
+    def create(_: None) -> object:
         _check_optimizer(req.optimizer_config)
         local = paths.to_local(req.path)
         service = state.service
@@ -370,7 +375,7 @@ async def asample(request: Request) -> dict[str, Any]:
         raise BadRequest(f"num_samples x (prompt + max_tokens) = {req.num_samples} x {prompt_len + new_tokens} "
                          f"exceeds {limits.max_sample_tokens} tokens per request (max_sample_tokens)")
 
-    def start() -> Any:
+    def start() -> object:
         return sampler.client.sample(req.prompt, req.num_samples, req.sampling_params,
                                      include_prompt_logprobs=bool(req.prompt_logprobs),
                                      topk_prompt_logprobs=req.topk_prompt_logprobs)

@@ -25,15 +25,21 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .config import ServerConfig
 from .errors import BadRequest, Gone, NotFound, TooManyRequests
 from .jobs import Job, JobStore, Reply
 
+if TYPE_CHECKING:
+    from cookbook.backend import LocalSamplingClient as SamplingClient
+    from cookbook.backend import LocalServiceClient as ServiceClient
+    from cookbook.backend import LocalTrainingClient as TrainingClient
+
 T = TypeVar("T")
-Start = Callable[[Any], Any]  # worker thread: the model's local training client -> a value or an APIFuture
-Finish = Callable[[Any], Reply]  # event loop: the backend's result -> the reply
+# worker thread: the model's local training client (None while creating it) -> a value or an APIFuture
+Start = Callable[[Any], object]
+Finish = Callable[[Any], Reply]  # event loop: the backend's result (its type is the request's) -> the reply
 
 _SEEN_PER_MODEL = 4096  # recent seq ids remembered per model, so a re-sent request gets its first job back
 _ENDED_SESSIONS = 10_000  # ended session ids remembered, so their heartbeats get 410 (the SDK stops)
@@ -53,7 +59,7 @@ class TrainingModel:
                  finish: Finish) -> None:
         self.model_id, self.session_id = model_id, session_id
         self.owner = state.sessions[session_id].key
-        self.client: Any = None  # the local backend's training client, once created
+        self.client: TrainingClient | None = None  # the local backend's training client, once created
         self.creation_error: BaseException | None = None
         self._state = state
         self._created = asyncio.Event()
@@ -93,7 +99,7 @@ class TrainingModel:
         """Being created or created: it holds (or is about to hold) backend memory."""
         return not self._created.is_set() or self.client is not None
 
-    async def ready(self) -> Any:
+    async def ready(self) -> TrainingClient:
         """The local training client, once the model is created (raises if creating it failed)."""
         await self._created.wait()
         if self.client is None:
@@ -121,14 +127,13 @@ class TrainingModel:
         if not creating and self.client is None:
             self._state.jobs.fail(op.job, BadRequest(f"creating {self.model_id} failed: {self.creation_error}"))
             return
+        error: Exception | None = None
         try:
             value = await self._state.run_blocking(op.start, self.client)
         except Exception as exc:  # noqa: BLE001 - the request's failure (the backend rejected it at submission)
             value, error = None, exc
-        else:
-            error = None
-        if creating:
-            self.client, self.creation_error = value, error
+        if creating:  # the creation request's value is the model's training client
+            self.client, self.creation_error = cast("TrainingClient | None", value), error
             self._created.set()
         if error is not None:
             self._state.jobs.fail(op.job, error)
@@ -155,7 +160,7 @@ def model_id_of(session_id: str, model_seq_id: int) -> str:
 class Sampler:
     sampler_id: str
     session_id: str
-    client: Any  # the local backend's sampling client
+    client: SamplingClient  # the local backend's sampling client
     base_model: str
     model_path: str | None  # the tinker:// path it was created from (None: base model or a snapshot)
 
@@ -172,7 +177,7 @@ class Session:
 class ServerState:
     """Everything the server holds; one per app, used only from its event loop."""
 
-    def __init__(self, service: Any, config: ServerConfig) -> None:
+    def __init__(self, service: ServiceClient, config: ServerConfig) -> None:
         self.service, self.config = service, config
         self.jobs = JobStore(ttl_s=config.future_ttl_s)
         self.executor = ThreadPoolExecutor(config.threads, thread_name_prefix="tinker-server")
@@ -292,7 +297,8 @@ class ServerState:
         return self.model(model_id).enqueue(seq_id, kind, start, finish)
 
     # --- samplers -----------------------------------------------------------------------
-    def add_sampler(self, session_id: str, seq_id: int, client: Any, base_model: str, model_path: str | None) -> str:
+    def add_sampler(self, session_id: str, seq_id: int, client: SamplingClient, base_model: str,
+                    model_path: str | None) -> str:
         session = self.session(session_id)
         self.check_new_sampler(session.key)
         sampler_id = f"{session_id}:sample:{seq_id}"
@@ -307,7 +313,7 @@ class ServerState:
         self.session(sampler.session_id)
         return sampler
 
-    def sample(self, sampler: Sampler, start: Callable[[], Any], finish: Finish) -> Job:
+    def sample(self, sampler: Sampler, start: Callable[[], object], finish: Finish) -> Job:
         """Hand a sampling request to the backend now; 429 (the SDK backs off) when too many are in flight."""
         if self.pending_samples >= self.config.max_pending_samples:
             raise TooManyRequests(f"{self.pending_samples} sampling requests in flight; retry shortly")

@@ -12,6 +12,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from google.protobuf.message import DecodeError
@@ -23,7 +24,8 @@ from .errors import BadRequest, Unsupported
 PROTOBUF = "application/x-protobuf"
 
 # proto dtype -> (numpy dtype of the bytes, public TensorDtype)
-_DTYPES = {
+PublicDtype = Literal["float32", "int64"]
+_DTYPES: dict[int, tuple[np.dtype, PublicDtype]] = {
     pb.DTYPE_FLOAT32: (np.dtype(np.float32), "float32"),
     pb.DTYPE_INT64: (np.dtype(np.int64), "int64"),
     pb.DTYPE_INT32: (np.dtype(np.int32), "int64"),
@@ -96,7 +98,7 @@ def _datum(index: int, msg: pb.Datum) -> types.Datum:
     return types.Datum(model_input=types.ModelInput(chunks=chunks), loss_fn_inputs=inputs)
 
 
-def _values(what: str, raw: bytes, dtype: int) -> tuple[np.ndarray, str]:
+def _values(what: str, raw: bytes, dtype: int) -> tuple[np.ndarray, PublicDtype]:
     if dtype not in _DTYPES:
         raise WireError(f"{what}: unsupported dtype {dtype}")
     np_dtype, public = _DTYPES[dtype]
