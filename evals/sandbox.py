@@ -28,8 +28,11 @@ Isolation (:func:`isolation` says which mode this machine gets, tried once):
 - ``rlimits`` (containers that forbid ``unshare``): the limits and the filter only. The program can
   then write wherever its user may: run hostile code in a container or VM there. Where the filter
   is unavailable too (not x86-64 / arm64 Linux), Python's ``socket`` module is disabled instead, a
-  block that ``_socket`` or ``ctypes`` get around. ``$COOKBOOK_SANDBOX=rlimits`` forces the second mode. At most :data:`MAX_PARALLEL` programs run at
-once (one per CPU); further calls wait their turn, so graders may call from many threads.
+  block that ``_socket`` or ``ctypes`` get around.
+
+Linux only. ``$COOKBOOK_SANDBOX=rlimits`` forces the second mode. At most :data:`MAX_PARALLEL`
+programs run at once (one per CPU); further calls wait their turn, so graders may call from many
+threads.
 
 May import the standard library only (the child script is run by path).
 """
