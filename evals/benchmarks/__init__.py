@@ -68,12 +68,19 @@ def benchmark_class(name: str) -> type[Benchmark]:
 
 def get_benchmark(spec: str, *, source: str | None = None, split: str | None = None,
                   instruction: str | None = None, data_dir: str | None = None) -> Benchmark:
-    """The benchmark named by ``spec`` (``name`` or ``name:<arg>``, e.g. ``addition:3``).
+    """The benchmark named by ``spec`` (``name`` or ``name:<arg>``, e.g. ``addition:3``), or a task of
+    another harness (``inspect:<task>``, ``lm_eval:<task>``: an ``evals.external.ExternalEval``).
 
     ``source`` (a file or hub id), ``split`` and ``data_dir`` (a folder laid out like
     ``../shared/data``, instead of ``$COOKBOOK_EVAL_DATA``) apply to benchmarks read from data
     (``data_dir`` is ignored by the others); ``instruction`` replaces the text appended to each question.
     """
+    from evals.external import external_eval
+
+    if (external := external_eval(spec)) is not None:  # inspect:<task>, lm_eval:<task>
+        if source is not None or split is not None:
+            raise ConfigError(f"{external.name} reads its own data: it takes no source or split")
+        return external  # type: ignore[return-value]  # stands where a benchmark stands
     name, sep, arg = spec.strip().partition(":")
     cls = benchmark_class(name)
     options: dict[str, Any] = {k: v for k, v in (("source", source), ("split", split)) if v is not None}
