@@ -184,3 +184,21 @@ def test_bad_inspect_tasks_are_user_errors(tmp_path, capsys):
                           "progress=False"]) == 2
     assert "inspect task" in capsys.readouterr().err
     assert cookbook_main(["eval", "benchmark=inspect:x.py", "source=a.jsonl", f"output_dir={tmp_path}"]) == 2
+
+
+def test_inspect_task_in_a_sweep_table(task_file, qs_run, tmp_path):
+    from evals.sweeps import SweepConfig, sweep
+
+    spec = f"inspect:{task_file}@addition_leading_digit"
+    config = SweepConfig(benchmarks=f"addition_leading_digit,{spec}", runs=str(qs_run), limit=10,
+                         output_dir=str(tmp_path / "sweep"), progress=False)
+    rows = sweep(config)
+    by_checkpoint: dict[str, dict[str, float]] = {}
+    for row in rows:
+        by_checkpoint.setdefault(row["checkpoint"], {})[row["benchmark"]] = row["accuracy"]
+    assert set(by_checkpoint) == {"step_000003", "final"}
+    for scores in by_checkpoint.values():
+        assert scores[spec] == scores["addition_leading_digit"]
+    assert spec in (tmp_path / "sweep" / "results.md").read_text().splitlines()[0]
+    again = sweep(config)  # finished cells are reused
+    assert [r["accuracy"] for r in again] == [r["accuracy"] for r in rows]
