@@ -9,7 +9,7 @@ standard error and pass@k) plus the harness's own logs, and a rerun with the sam
 reuses a finished directory.
 
 The harnesses are imported only when such an evaluation runs (``evals.inspect_eval``,
-``evals.lm_eval``).
+``evals.lm_harness``).
 
 May import ``cookbook`` and ``evals.runner``'s helpers (lazily).
 """
@@ -62,7 +62,7 @@ def external_eval(spec: str) -> ExternalEval | None:
         from evals.inspect_eval import InspectEval
 
         return InspectEval(task)
-    from evals.lm_eval import LMEval
+    from evals.lm_harness import LMEval
 
     return LMEval(task)
 

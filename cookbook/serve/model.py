@@ -15,6 +15,7 @@ from cookbook.backend import service_client
 from cookbook.errors import ConfigError, UserError
 from cookbook.primitives import SamplingClient, ServiceClient, max_context_length, ready
 from cookbook.serve.config import ServeConfig
+from cookbook.serve.logprobs import MAX_LOGPROBS, completion_logprobs
 from cookbook.serve.protocol import ApiError, ChatCompletionRequest, CompletionRequest
 from cookbook.tokenizer_utils import get_tokenizer
 from renderers import Renderer, from_openai_messages, get_recommended_renderer_name, get_renderer, text_content
@@ -92,12 +93,16 @@ class ServedModel:
 
     async def complete(self, request: CompletionRequest) -> dict[str, Any]:
         self._check(request)
-        if request.echo:
-            raise ApiError(400, "echo is not supported by this server", param="echo")
+        top_k = _logprobs_count(request.logprobs)
+        want_logprobs = request.logprobs is not None and request.logprobs is not False
         prompts = [types.ModelInput.from_ints(tokens) for tokens in self._prompt_tokens(request.prompt)]
-        responses = await self._sample(prompts, request, request.stops)
+        prompt_logprobs = {"include_prompt_logprobs": True, "topk_prompt_logprobs": max(top_k, 1)} \
+            if request.echo and want_logprobs else {}
+        responses = await self._sample(prompts, request, request.stops, **prompt_logprobs)
         choices = []
         for i, response in enumerate(responses):
+            prompt_tokens = prompts[i].to_ints()
+            echoed = self.tokenizer.decode(prompt_tokens, skip_special_tokens=False) if request.echo else ""
             for j, sequence in enumerate(response.sequences):
                 tokens = list(sequence.tokens)
                 if sequence.stop_reason == "stop" and not request.stops and tokens and tokens[-1] in self._eos_ids:
@@ -105,7 +110,9 @@ class ServedModel:
                 text = self.tokenizer.decode(tokens, skip_special_tokens=False)
                 if request.stops:
                     text = _cut(text, request.stops)
-                choices.append({"index": i * request.n + j, "text": text, "logprobs": None,
+                logprobs = None if not want_logprobs else completion_logprobs(
+                    self.tokenizer, prompt_tokens, response, tokens, sequence.logprobs, echo=request.echo)
+                choices.append({"index": i * request.n + j, "text": echoed + text, "logprobs": logprobs,
                                 "finish_reason": "length" if sequence.stop_reason == "length" else "stop"})
         return {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
                 "model": self.name, "choices": choices,
@@ -118,8 +125,9 @@ class ServedModel:
                            param="model", code="model_not_found")
         if request.stream:
             raise ApiError(400, "streaming is not supported by this server; send stream=false", param="stream")
-        if request.logprobs:
-            raise ApiError(400, "logprobs are not supported by this server", param="logprobs")
+        if request.logprobs and isinstance(request, ChatCompletionRequest):
+            raise ApiError(400, "logprobs are not supported for chat completions (use /v1/completions)",
+                           param="logprobs")
         if request.n > self.max_n:
             raise ApiError(400, f"n is {request.n}; this server allows at most {self.max_n}", param="n")
 
@@ -147,7 +155,7 @@ class ServedModel:
         return min(self.default_max_tokens, room)
 
     async def _sample(self, prompts: Sequence[types.ModelInput], request: ChatCompletionRequest | CompletionRequest,
-                      stop: Sequence[str] | Sequence[int] | None) -> list[types.SampleResponse]:
+                      stop: Sequence[str] | Sequence[int] | None, **prompt_logprobs: Any) -> list[types.SampleResponse]:
         """Submit every prompt's request before awaiting any (so they are batched together)."""
         futures = []
         for prompt in prompts:
@@ -156,13 +164,22 @@ class ServedModel:
             params = types.SamplingParams(**{k: v for k, v in settings.items() if v is not None})
             try:
                 futures.append(self.sampling_client.sample(prompt=prompt, num_samples=request.n,
-                                                           sampling_params=params))
+                                                           sampling_params=params, **prompt_logprobs))
             except UserError as exc:  # the backend rejected it (bad token ids, over-long, ...)
                 raise _rejected(exc) from None
         try:
             return list(await asyncio.gather(*(f.result_async() for f in futures)))
         except UserError as exc:
             raise _rejected(exc) from None
+
+
+def _logprobs_count(value: bool | int | None) -> int:
+    """``logprobs`` of a completions request: how many top tokens per position (0 when absent)."""
+    if value is None or value is False:
+        return 0
+    if value is True or not 0 <= int(value) <= MAX_LOGPROBS:
+        raise ApiError(400, f"logprobs must be an integer from 0 to {MAX_LOGPROBS}", param="logprobs")
+    return int(value)
 
 
 def _cut(text: str, stops: Sequence[str]) -> str:

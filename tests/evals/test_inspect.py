@@ -10,12 +10,11 @@ import json
 import tomllib
 from pathlib import Path
 
+import leading_digit  # noqa: F401 - registers the addition_leading_digit benchmark
 import pytest
 from trained_tiny import checkpoints
 
-from cookbook.tasks import Problem
-from evals.benchmarks import get_benchmark, register_benchmark
-from evals.benchmarks.addition import Addition
+from evals.benchmarks import get_benchmark
 from recipes.__main__ import main as cookbook_main
 
 inspect_ai = pytest.importorskip("inspect_ai")
@@ -63,17 +62,6 @@ def addition():
 def addition_leading_digit():
     return Task(dataset=problems(), solver=generate(), scorer=leading_digit(), config=GenerateConfig(max_tokens=8))
 '''
-
-
-@register_benchmark
-class AdditionLeadingDigit(Addition):
-    """The quickstart's held-out additions, 1 when the reply's first character is the sum's first digit
-    (a partial score, so that an early checkpoint scores above zero)."""
-
-    name = "addition_leading_digit"
-
-    def grade(self, problem: Problem, answer: str) -> float:
-        return float(answer.strip()[:1] == problem.reference[:1])
 
 
 @pytest.fixture(scope="module")
