@@ -36,7 +36,7 @@ BACKENDS = ("local", "tinker", "openai")
 
 @chz.chz
 class EvalConfig:
-    benchmark: str  # gsm8k, math500, aime24, amc23, svamp, minerva_math, addition[:<digits>]
+    benchmark: str  # gsm8k, math500, ..., humaneval, mbpp, mmlu_pro, ifeval, inspect:<task>, lm_eval:<task>, ...
     model: str = "tiny"  # base model (local, tinker) or the endpoint's model name (openai)
     checkpoint: str | None = None  # adapter checkpoint of `model` (local://..., tinker://..., a directory)
     renderer: str | None = None  # default: the recommended renderer for `model`
