@@ -254,7 +254,10 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     event loop (then in a helper thread with its own loop)."""
     try:
         asyncio.get_running_loop()
+        in_a_loop = True
     except RuntimeError:
+        in_a_loop = False
+    if not in_a_loop:  # (outside the except block: errors of `coro` must not get its RuntimeError as context)
         return asyncio.run(coro)
     box: dict[str, Any] = {}
 

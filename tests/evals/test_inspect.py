@@ -10,7 +10,7 @@ import json
 import tomllib
 from pathlib import Path
 
-import leading_digit  # noqa: F401 - registers the addition_leading_digit benchmark
+import leading_digit
 import pytest
 from trained_tiny import checkpoints
 
@@ -74,6 +74,12 @@ def task_file(tmp_path_factory) -> Path:
     path = folder / "tasks.py"
     path.write_text(f"DATA = {str(data)!r}\n" + TASK_FILE)
     return path
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _leading_digit_benchmark():
+    with leading_digit.registered():
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +171,11 @@ def test_the_inspect_entry_point_registers_the_provider():
     import evals.inspect_model  # noqa: F401
 
     assert registry_find(lambda info: info.type == "modelapi" and info.name.endswith("cookbook"))
+    from importlib.metadata import entry_points
+
+    installed = [ep for ep in entry_points(group="inspect_ai") if ep.name == "cookbook"]
+    if installed:  # installed from this tree (as CI does): the entry point `inspect` loads resolves
+        assert installed[0].load() is evals.inspect_model
 
 
 def test_bad_inspect_tasks_are_user_errors(tmp_path, capsys):

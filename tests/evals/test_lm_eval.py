@@ -81,6 +81,12 @@ def task_dir(tmp_path_factory):
     return folder, rows
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _leading_digit_benchmark():
+    with leading_digit.registered():
+        yield
+
+
 @pytest.fixture(scope="module")
 def final(qs_run) -> str:
     return next(r["sampler_path"] for r in checkpoints(qs_run) if r["final"])
