@@ -37,3 +37,26 @@ def default_peak_flops(device: torch.device) -> float | None:
 
 def mfu(flops: float, seconds: float, peak_flops: float | None) -> float | None:
     return None if not peak_flops or seconds <= 0 else flops / seconds / peak_flops
+
+
+# HBM peaks in bytes/s, by substring of torch.cuda.get_device_name() (H100: the SXM part).
+PEAK_HBM_BYTES = {"H200": 4.8e12, "H100": 3.35e12, "A100": 2.0e12, "L40S": 0.864e12, "A10G": 0.6e12}
+
+
+def default_peak_bandwidth(device_name: str) -> float | None:
+    return next((peak for key, peak in PEAK_HBM_BYTES.items() if key in device_name), None)
+
+
+def decode_step_bytes(model: BenchModel, rows: int, context: int, dtype_bytes: int = 2) -> float:
+    """Bytes one decode step must read at least: every matmul weight once, plus each row's KV cache."""
+    kv = rows * context * model.layers * 2 * model.kv_heads * model.head_dim
+    return float((model.linear_params + kv) * dtype_bytes)
+
+
+def bandwidth_fraction(model: BenchModel, tokens_per_s: float, rows: int, context: int,
+                       peak_bytes_per_s: float | None, dtype_bytes: int = 2) -> float | None:
+    """The fraction of the HBM bandwidth limit that ``tokens_per_s`` of ``rows``-row decoding reaches."""
+    if not peak_bytes_per_s:
+        return None
+    steps_per_s = tokens_per_s / rows
+    return steps_per_s * decode_step_bytes(model, rows, context, dtype_bytes) / peak_bytes_per_s

@@ -70,7 +70,7 @@ def format_value(v: float | None, unit: str) -> str:
     return format_mb(v) if unit == "MB" else f"{v:,.0f} {unit}"
 
 
-def _mem(m: dict | None) -> str:
+def memory_cell(m: dict | None) -> str:
     return "-" if not m else f"{format_mb(m['peak_delta_mb'])} ({format_mb(m['peak_total_mb'])})"
 
 
@@ -85,7 +85,7 @@ def cells(row: dict) -> list[str]:
         ours += f" ({row['extra']['mfu_ours']:.1%} MFU)"
         base += f" ({row['extra']['mfu_baseline']:.1%} MFU)"
     return [row["model"], row["workload"], row["setting"], ours, f"{base} — {row['baseline_name']}", ratio, target,
-            _mem(row["mem_ours"]), _mem(row["mem_baseline"])]
+            memory_cell(row["mem_ours"]), memory_cell(row["mem_baseline"])]
 
 
 def console_table(rows: list[Row], title: str) -> Table:

@@ -16,6 +16,8 @@ paths gave the same tokens (they should, up to rare ties flipped by rounding).
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 import torch
 from tinker import types
@@ -58,11 +60,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--adapters", type=int, default=0, help="LoRA snapshots the rows cycle through (0: base)")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", type=Path, help="also write the rows (and the model's shape) here")
     args = parser.parse_args(argv)
 
     engine = Engine(args.device, args.dtype)
     service = ServiceClient(engine=engine)
-    model_dir = str(get_model(args.model, args.layers).path)
+    bench_model = get_model(args.model, args.layers)
+    model_dir = str(bench_model.path)
     clients = _clients(service, model_dir, args.adapters)
     base = clients[0].base
     static = engine.call(lambda: StaticDecoder(base.model, base.decode_step, base.device, base.dtype))
@@ -78,6 +82,9 @@ def main(argv: list[str] | None = None) -> None:
           f"adapters: {args.adapters or 'none (base)'}; median of {args.repeats}, interleaved")
     print("| rows | eager tok/s | static tok/s | static / eager | same tokens | decode batches per call |")
     print("|---|---|---|---|---|---|")
+    results = {"model": bench_model.as_dict(), "device": str(engine.device), "dtype": str(engine.dtype),
+               "new_tokens": args.new_tokens, "adapters": args.adapters, "prompt_tokens": [len(p) for p in prompt_list],
+               "rows": []}
     for n in [int(r) for r in args.rows.split(",")]:
         rows = inputs.decode_rows(prompt_list, n)
         same = path(None)() == path(static)()
@@ -88,6 +95,10 @@ def main(argv: list[str] | None = None) -> None:
         eager, fixed = (n * args.new_tokens / times[k].median for k in ("eager", "static"))
         print(f"| {n} | {eager:,.0f} | {fixed:,.0f} | {fixed / eager:.2f}x | {'yes' if same else 'no'} "
               f"| {per_call:g} |")
+        results["rows"].append({"rows": n, "eager_tok_s": eager, "static_tok_s": fixed, "same_tokens": same,
+                                "decode_batches_per_call": per_call})
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2))
     engine.close()
 
 

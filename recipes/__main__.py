@@ -9,6 +9,7 @@
     cookbook sweep runs=DIR,... benchmarks=a,b ...  checkpoints x benchmarks -> table and plot
     cookbook plot RUN_DIR... [out=FILE.png]         training curves of runs as a PNG
     cookbook serve base_model=... [model_path=...]  an OpenAI-compatible server over a checkpoint
+    cookbook view RUN_DIR... [port=8080]            a local web page of runs, episodes, evals (--export FILE)
 
 A user error (bad option, bad data line, missing file, a model that cannot be loaded, an unknown
 checkpoint) prints ``error: <one line>`` and exits with status 2; ``--debug`` anywhere on the
@@ -56,7 +57,11 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _tool(command: str, argv: list[str], *, debug: bool) -> int:
-    """``eval``, ``sweep``, ``plot``, ``serve``: imported on use (plotting and the web server are heavy)."""
+    """``eval``, ``sweep``, ``plot``, ``serve``, ``view``: imported on use (plotting and the web servers are heavy)."""
+    if command == "view":
+        from cookbook.view import main as view
+
+        return report_user_errors(lambda: view(argv), debug=debug)
     if command == "eval":
         from evals.run import cli
     elif command == "sweep":
@@ -82,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("sweep", help="checkpoints x benchmarks -> results table and plot (--help for options)")
     sub.add_parser("plot", help="training curves of run directories as a PNG: cookbook plot RUN_DIR...")
     sub.add_parser("serve", help="an OpenAI-compatible server over a model or checkpoint (--help for options)")
+    sub.add_parser("view", help="a local web page of runs, evals and sweeps: cookbook view RUN_DIR... (--help)")
     export = sub.add_parser("export", help="export a local checkpoint as a merged HF model and/or a PEFT adapter")
     export.add_argument("checkpoint", help="local://<run>/<kind>/<name> or a checkpoint directory")
     export.add_argument("--merged", metavar="OUT_DIR", help="write a merged Hugging Face model here")
@@ -99,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         from cookbook.backend.tinker_server import main as serve_tinker  # imports the web framework
 
         return report_user_errors(lambda: serve_tinker(argv[1:]), debug=debug)
-    if argv[:1] in (["eval"], ["sweep"], ["plot"], ["serve"]):
+    if argv[:1] in (["eval"], ["sweep"], ["plot"], ["serve"], ["view"]):
         return _tool(argv[0], argv[1:], debug=debug)
     if argv[:1] == ["run"]:
         if len(argv) < 2 or argv[1].startswith("-"):

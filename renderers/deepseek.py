@@ -30,6 +30,7 @@ from renderers.base import (
     ParseError,
     Renderer,
     Rendering,
+    ToolCall,
     ToolSpec,
     arguments_text,
     assistant_message,
@@ -133,23 +134,29 @@ class DeepSeekV3Renderer(Renderer):
         if "</think>" in body:
             thinking, body = body.split("</think>", 1)
             thinking = thinking.removeprefix("<think>") or None
-        if CALLS_BEGIN not in body:
-            if any(t in body for t in (CALLS_END, CALL_BEGIN, CALL_END, CALL_SEP)):
-                raise ParseError("tool call markers outside a tool call section")
-            return assistant_message(body, thinking)
-        content, section = body.split(CALLS_BEGIN, 1)
-        section = section.rstrip()
-        if not section.endswith(CALLS_END):
-            raise ParseError("unterminated tool call section")
-        calls = []
-        for k, raw in enumerate(section[: -len(CALLS_END)].split(CALL_END)[:-1]):
-            if not raw.startswith(CALL_BEGIN) or CALL_SEP not in raw:
-                raise ParseError(f"malformed tool call {raw!r}")
-            name, arguments = raw[len(CALL_BEGIN) :].split(CALL_SEP, 1)
-            calls.append(make_tool_call(name, parse_json_arguments(arguments), f"call_{k}"))
-        if not calls or not section[: -len(CALLS_END)].endswith(CALL_END):
-            raise ParseError("malformed tool call section")
+        content, calls = split_deepseek_tool_calls(body)
         return assistant_message(content, thinking, calls)
+
+
+def split_deepseek_tool_calls(body: str) -> tuple[str, list[ToolCall]]:
+    """(content, calls) of `content[<｜tool▁calls▁begin｜>...<｜tool▁calls▁end｜>]`. Raises ParseError."""
+    if CALLS_BEGIN not in body:
+        if any(t in body for t in (CALLS_END, CALL_BEGIN, CALL_END, CALL_SEP)):
+            raise ParseError("tool call markers outside a tool call section")
+        return body, []
+    content, section = body.split(CALLS_BEGIN, 1)
+    section = section.rstrip()
+    if not section.endswith(CALLS_END):
+        raise ParseError("unterminated tool call section")
+    calls = []
+    for k, raw in enumerate(section[: -len(CALLS_END)].split(CALL_END)[:-1]):
+        if not raw.startswith(CALL_BEGIN) or CALL_SEP not in raw:
+            raise ParseError(f"malformed tool call {raw!r}")
+        name, arguments = raw[len(CALL_BEGIN) :].split(CALL_SEP, 1)
+        calls.append(make_tool_call(name, parse_json_arguments(arguments), f"call_{k}"))
+    if not calls or not section[: -len(CALLS_END)].endswith(CALL_END):
+        raise ParseError("malformed tool call section")
+    return content, calls
 
 
 class DeepSeekV3ThinkingRenderer(DeepSeekV3Renderer):

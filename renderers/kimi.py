@@ -24,6 +24,7 @@ from renderers.base import (
     ParseError,
     Renderer,
     Rendering,
+    ToolCall,
     ToolSpec,
     arguments_object,
     assistant_message,
@@ -82,27 +83,34 @@ class KimiK2Renderer(Renderer):
             out.add(HEADERS["assistant"])
 
     def _parse(self, body: str, terminator: str) -> Message:
-        if SECTION_BEGIN not in body:
-            if any(t in body for t in (SECTION_END, CALL_BEGIN, ARGS_BEGIN, CALL_END)):
-                raise ParseError("tool call markers outside a tool call section")
-            return assistant_message(body)
-        content, section = body.split(SECTION_BEGIN, 1)
-        section = section.rstrip()
-        if not section.endswith(SECTION_END):
-            raise ParseError("unterminated tool call section")
-        inner = section[: -len(SECTION_END)]
-        raws = inner.split(CALL_END)
-        if len(raws) < 2 or raws[-1].strip():
-            raise ParseError("malformed tool call section")
-        calls = []
-        for raw in raws[:-1]:
-            raw = raw.strip()
-            if not raw.startswith(CALL_BEGIN) or ARGS_BEGIN not in raw:
-                raise ParseError(f"malformed tool call {raw!r}")
-            call_id, arguments = raw[len(CALL_BEGIN) :].split(ARGS_BEGIN, 1)
-            call_id = call_id.strip()
-            name = _ID_RE.fullmatch(call_id).group(1) if call_id else ""
-            if not name:
-                raise ParseError("tool call without a name")
-            calls.append(make_tool_call(name, parse_json_arguments(arguments), call_id))
+        content, calls = split_kimi_tool_calls(body)
         return assistant_message(content, tool_calls=calls)
+
+
+def split_kimi_tool_calls(body: str) -> tuple[str, list[ToolCall]]:
+    """(content, calls) of `content[<|tool_calls_section_begin|>...<|tool_calls_section_end|>]`;
+    call ids are the ones written (`functions.{name}:{index}`). Raises ParseError."""
+    if SECTION_BEGIN not in body:
+        if any(t in body for t in (SECTION_END, CALL_BEGIN, ARGS_BEGIN, CALL_END)):
+            raise ParseError("tool call markers outside a tool call section")
+        return body, []
+    content, section = body.split(SECTION_BEGIN, 1)
+    section = section.rstrip()
+    if not section.endswith(SECTION_END):
+        raise ParseError("unterminated tool call section")
+    inner = section[: -len(SECTION_END)]
+    raws = inner.split(CALL_END)
+    if len(raws) < 2 or raws[-1].strip():
+        raise ParseError("malformed tool call section")
+    calls = []
+    for raw in raws[:-1]:
+        raw = raw.strip()
+        if not raw.startswith(CALL_BEGIN) or ARGS_BEGIN not in raw:
+            raise ParseError(f"malformed tool call {raw!r}")
+        call_id, arguments = raw[len(CALL_BEGIN) :].split(ARGS_BEGIN, 1)
+        call_id = call_id.strip()
+        name = _ID_RE.fullmatch(call_id).group(1) if call_id else ""
+        if not name:
+            raise ParseError("tool call without a name")
+        calls.append(make_tool_call(name, parse_json_arguments(arguments), call_id))
+    return content, calls

@@ -27,6 +27,7 @@ from renderers.base import (
     ParseError,
     Renderer,
     Rendering,
+    ToolCall,
     ToolSpec,
     arguments_object,
     assistant_message,
@@ -103,17 +104,23 @@ class Llama3Renderer(Renderer):
             out.add("<|start_header_id|>assistant<|end_header_id|>\n\n")
 
     def _parse(self, body: str, terminator: str) -> Message:
-        text = body.strip()
-        if not text.startswith('{"name"'):
-            return assistant_message(text)
-        match = _CALL_RE.fullmatch(text)
-        if match:
-            arguments = parse_json_arguments(match.group(2))
-            return assistant_message("", tool_calls=[make_tool_call(match.group(1), arguments, "call_0")])
-        try:
-            call = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ParseError(f"tool call is not JSON: {text!r}") from e
-        if not isinstance(call, dict) or not isinstance(call.get("name"), str) or "parameters" not in call:
-            raise ParseError(f"tool call needs a name and parameters: {text!r}")
-        return assistant_message("", tool_calls=[make_tool_call(call["name"], tojson(call["parameters"]), "call_0")])
+        content, calls = split_llama3_tool_call(body)
+        return assistant_message(content, tool_calls=calls)
+
+
+def split_llama3_tool_call(body: str) -> tuple[str, list[ToolCall]]:
+    """(content, calls) of a turn: a turn that starts with `{"name"` is one JSON tool call
+    (`{"name": ..., "parameters": ...}`) and has no content; other turns are stripped content."""
+    text = body.strip()
+    if not text.startswith('{"name"'):
+        return text, []
+    match = _CALL_RE.fullmatch(text)
+    if match:
+        return "", [make_tool_call(match.group(1), parse_json_arguments(match.group(2)), "call_0")]
+    try:
+        call = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ParseError(f"tool call is not JSON: {text!r}") from e
+    if not isinstance(call, dict) or not isinstance(call.get("name"), str) or "parameters" not in call:
+        raise ParseError(f"tool call needs a name and parameters: {text!r}")
+    return "", [make_tool_call(call["name"], tojson(call["parameters"]), "call_0")]

@@ -17,7 +17,8 @@ models) byte for byte, including what it does to thinking:
 Variants: `qwen3` (thinking; generation prompt `<|im_start|>assistant\\n`),
 `qwen3_disable_thinking` (the template with `enable_thinking=False`: the generation prompt carries
 the empty think block, which is therefore part of the prompt, weight 0, for the last assistant
-turn) and `qwen3_instruct` (Qwen3-2507 Instruct models: no think blocks at all, thinking ignored).
+turn; before real reasoning the `<think>\\n` it shares with that prompt is prompt too) and
+`qwen3_instruct` (Qwen3-2507 Instruct models: no think blocks at all, thinking ignored).
 """
 
 from __future__ import annotations
@@ -112,11 +113,17 @@ def parse_qwen_turn(body: str, think_blocks: bool = True) -> Message:
         body = body.lstrip("\n")
     elif think_blocks and "<think>" in body:
         raise ParseError("unclosed <think> block")
+    content, calls = split_qwen_tool_calls(body)
+    return assistant_message(content, thinking, calls)
+
+
+def split_qwen_tool_calls(body: str) -> tuple[str, list[ToolCall]]:
+    """(content, calls) of `content[\n<tool_call>\n{json}\n</tool_call>...]`. Raises ParseError."""
     start = body.find("<tool_call>")
     if start < 0:
         if "</tool_call>" in body:
             raise ParseError("</tool_call> without <tool_call>")
-        return assistant_message(body, thinking)
+        return body, []
     content = body[:start]
     if content.endswith("\n"):
         content = content[:-1]
@@ -128,7 +135,7 @@ def parse_qwen_turn(body: str, think_blocks: bool = True) -> Message:
         inner, rest = rest[len("<tool_call>") :].split("</tool_call>", 1)
         calls.append(_parse_call(inner.strip(), len(calls)))
         rest = rest.lstrip("\n") if rest.strip() else ""
-    return assistant_message(content, thinking, calls)
+    return content, calls
 
 
 def _parse_call(text: str, index: int) -> ToolCall:
@@ -197,10 +204,12 @@ class Qwen3Renderer(Renderer):
             body = content = text_content(message)
         elif keep_thinking and (is_last or reasoning):
             body = think_block(reasoning, content)
-            if not self.enable_thinking and body.startswith(EMPTY_THINK):
-                # With thinking disabled the empty block comes from the generation prompt.
-                out.add(EMPTY_THINK, i)
-                body = body[len(EMPTY_THINK) :]
+            if not self.enable_thinking:
+                # With thinking disabled the generation prompt ends with the empty block: what the turn
+                # shares with it is prompt (all of it, or "<think>\n" before real reasoning).
+                shared = EMPTY_THINK if body.startswith(EMPTY_THINK) else "<think>\n"
+                out.add(shared, i)
+                body = body[len(shared) :]
         else:
             body = content
         body += tool_calls_text(content, tool_calls_of(message))

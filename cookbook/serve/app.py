@@ -66,11 +66,11 @@ def create_app(model: ServedModel, *, api_key: str | None = None) -> FastAPI:
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> dict[str, Any]:
-        return await model.chat(parse_body(await request.body(), ChatCompletionRequest))
+        return await model.chat(parse_body(await read_body(request), ChatCompletionRequest))
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> dict[str, Any]:
-        return await model.complete(parse_body(await request.body(), CompletionRequest))
+        return await model.complete(parse_body(await read_body(request), CompletionRequest))
 
     # vLLM's tokenizer routes (cookbook/serve/tokens.py), for lm-evaluation-harness's remote tokenizer
     @app.get("/tokenizer_info")
@@ -79,14 +79,25 @@ def create_app(model: ServedModel, *, api_key: str | None = None) -> FastAPI:
 
     @app.post("/tokenize")
     async def tokenize(request: Request) -> dict[str, Any]:
-        return tokens.tokenize(model.tokenizer, parse_body(await request.body(), tokens.TokenizeRequest),
+        return tokens.tokenize(model.tokenizer, parse_body(await read_body(request), tokens.TokenizeRequest),
                                model.context_length)
 
     @app.post("/detokenize")
     async def detokenize(request: Request) -> dict[str, Any]:
-        return tokens.detokenize(model.tokenizer, parse_body(await request.body(), tokens.DetokenizeRequest))
+        return tokens.detokenize(model.tokenizer, parse_body(await read_body(request), tokens.DetokenizeRequest))
 
     return app
+
+
+async def read_body(request: Request, limit: int = MAX_REQUEST_BYTES) -> bytes:
+    """The body, counted as it is read: a chunked body (no Content-Length) gets the same 413."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"the request body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _key_ok(request: Request, api_key: str) -> bool:

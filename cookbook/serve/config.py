@@ -23,6 +23,8 @@ class ServeConfig:
     base_url: str | None = None
     max_tokens: int = 1024  # for requests that give none (lowered to what fits in the context)
     max_n: int = 64  # the largest n (samples per prompt) a request may ask for
+    max_rows: int = 1024  # prompts x n of one request (a completions request may send a list of prompts)
+    max_pending: int = 256  # requests being answered at once; more get 429
     log_level: str = "info"
 
     @property
@@ -32,8 +34,9 @@ class ServeConfig:
     def check(self) -> ServeConfig:
         """Raise :class:`ConfigError` for settings the server refuses to start with; return self."""
         check_listen(self.host, self.port, has_keys=bool(self.api_key), keys_hint="set api_key=...")
-        if self.max_tokens < 1 or self.max_n < 1:
-            raise ConfigError("max_tokens and max_n must be >= 1")
+        for name in ("max_tokens", "max_n", "max_rows", "max_pending"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.api_key is not None and not self.api_key.strip():
             raise ConfigError("api_key is empty")
         if self.log_level not in LOG_LEVELS:

@@ -32,6 +32,8 @@ class ServedModel:
     context_length: int | None = None  # prompt + max_tokens must fit (None: the backend checks)
     default_max_tokens: int = 1024
     max_n: int = 64
+    max_rows: int = 1024
+    max_pending: int = 256
 
     def __post_init__(self) -> None:
         self.tokenizer = self.renderer.tokenizer
@@ -42,6 +44,7 @@ class ServedModel:
                                   for s in stops]
         eos = getattr(self.tokenizer, "eos_token_id", None)
         self._eos_ids = {eos} if isinstance(eos, int) else set()
+        self._pending = 0
 
     @classmethod
     def load(cls, config: ServeConfig, service: ServiceClient | None = None) -> ServedModel:
@@ -58,7 +61,7 @@ class ServedModel:
         else:
             sampler = ready(service.create_sampling_client(base_model=config.base_model))
         return cls(sampler, renderer, config.served_name, max_context_length(service, config.base_model),
-                   config.max_tokens, config.max_n)
+                   config.max_tokens, config.max_n, config.max_rows, config.max_pending)
 
     # --- endpoints ----------------------------------------------------------------------------
     def models(self) -> dict[str, Any]:
@@ -157,6 +160,22 @@ class ServedModel:
     async def _sample(self, prompts: Sequence[types.ModelInput], request: ChatCompletionRequest | CompletionRequest,
                       stop: Sequence[str] | Sequence[int] | None, **prompt_logprobs: Any) -> list[types.SampleResponse]:
         """Submit every prompt's request before awaiting any (so they are batched together)."""
+        if len(prompts) * request.n > self.max_rows:
+            raise ApiError(400, f"{len(prompts)} prompts x n={request.n} is more than the {self.max_rows} rows "
+                                "one request may ask for", param="n")
+        if self._pending >= self.max_pending:
+            raise ApiError(429, f"{self._pending} requests are being answered; retry shortly",
+                           kind="rate_limit_error", code="rate_limit_exceeded")
+        self._pending += 1
+        try:
+            return await self._sample_now(prompts, request, stop, **prompt_logprobs)
+        finally:
+            self._pending -= 1
+
+    async def _sample_now(self, prompts: Sequence[types.ModelInput],
+                          request: ChatCompletionRequest | CompletionRequest,
+                          stop: Sequence[str] | Sequence[int] | None,
+                          **prompt_logprobs: Any) -> list[types.SampleResponse]:
         futures = []
         for prompt in prompts:
             settings = dict(max_tokens=self._max_tokens(request, prompt.length), temperature=request.temperature,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
+
+from cookbook.http_server import JsonBodyError, parse_json_object
 
 
 class ApiError(Exception):
@@ -36,7 +37,7 @@ class _SamplingRequest(BaseModel):
     top_p: float | None = Field(None, gt=0.0, le=1.0)
     n: int = Field(1, ge=1)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-(2**63), le=2**64 - 1)  # what the backend's generator accepts
     stream: bool = False
     logprobs: bool | int | None = None
 
@@ -70,11 +71,9 @@ class CompletionRequest(_SamplingRequest):
 def parse_body(raw: bytes, model: type[pydantic.BaseModel]) -> Any:
     """The JSON body validated as ``model``; 400 with an OpenAI error body when it is not one."""
     try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"the request body is not valid JSON ({exc})") from None
-    if not isinstance(value, dict):
-        raise ApiError(400, f"the request body must be a JSON object, got {type(value).__name__}")
+        value = parse_json_object(raw)
+    except JsonBodyError as exc:
+        raise ApiError(400, str(exc)) from None
     try:
         return model.model_validate(value)
     except pydantic.ValidationError as exc:

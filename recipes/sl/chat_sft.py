@@ -18,6 +18,7 @@ from __future__ import annotations
 import chz
 
 from cookbook.checkpointing import RunResult
+from cookbook.errors import ConfigError
 from cookbook.recipe_cli import run_recipe
 from cookbook.supervised.data import DatasetSpec, conversations_to_data, load_conversations, split_train_test
 from cookbook.supervised.train import TrainConfig, train
@@ -43,14 +44,17 @@ class DataConfig:
 @chz.chz
 class Config(TrainConfig):
     data: DataConfig = chz.field(default_factory=DataConfig)
-    renderer: str | None = None  # default: the recommended renderer for base_model
+    renderer: str | None = None  # default: base_model's family renderer, else auto (its own chat template)
     evals: EvalHooksConfig = chz.field(default_factory=EvalHooksConfig)  # benchmarks logged as eval/<name>/...
     log_path: str = "runs/chat_sft"
 
 
 def build_data(config: Config):
     tokenizer = get_tokenizer(config.base_model)
-    renderer = get_renderer(config.renderer or get_recommended_renderer_name(config.base_model), tokenizer)
+    try:
+        renderer = get_renderer(config.renderer or get_recommended_renderer_name(config.base_model), tokenizer)
+    except ValueError as exc:  # an unknown name, or no renderer for this model (e.g. no chat template)
+        raise ConfigError(f"renderer: {exc}") from None
     spec = DatasetSpec(config.data.source, config.data.split, config.data.messages_field, config.data.prompt_field,
                        config.data.response_field, config.data.system_prompt)
     conversations = load_conversations(spec, seed=config.seed)

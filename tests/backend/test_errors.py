@@ -67,6 +67,12 @@ BAD_TRAINING = [
     ("unknown checkpoint", errors.CheckpointNotFoundError, lambda tc: tc.load_state("local://nope/weights/x")),
     ("unknown checkpoint dir", errors.CheckpointNotFoundError, lambda tc: tc.load_state_with_optimizer("/no/such/dir")),
     ("custom loss not callable", errors.InvalidRequestError, lambda tc: tc.forward_backward_custom(GOOD, "ce")),
+    ("checkpoint name too long", errors.InvalidRequestError, lambda tc: tc.save_state("x" * 300)),
+    ("checkpoint name with NUL", errors.InvalidRequestError, lambda tc: tc.save_state("a\x00b")),
+    ("checkpoint name with a path", errors.InvalidRequestError, lambda tc: tc.save_weights_for_sampler("../x")),
+    ("hidden checkpoint name", errors.InvalidRequestError, lambda tc: tc.save_state(".x")),
+    ("rank wider than the model", errors.InvalidRequestError,
+     lambda tc: tc.service.create_lora_training_client("tiny", rank=10**9)),
 ]
 
 
@@ -84,6 +90,10 @@ def _sampling_bad(sc):
         ("nan temperature", errors.NonFiniteInputError,
          lambda: sc.sample(p, 1, types.SamplingParams(max_tokens=4, temperature=math.nan))),
         ("zero samples", errors.InvalidRequestError, lambda: sc.sample(p, 0, types.SamplingParams(max_tokens=4))),
+        ("seed above 64 bits", errors.InvalidRequestError,
+         lambda: sc.sample(p, 1, types.SamplingParams(max_tokens=4, seed=2**70))),
+        ("seed below -2**63", errors.InvalidRequestError,
+         lambda: sc.sample(p, 1, types.SamplingParams(max_tokens=4, seed=-(2**70)))),
         ("bad top_p", errors.InvalidRequestError,
          lambda: sc.sample(p, 1, types.SamplingParams(max_tokens=4, top_p=0.0))),
         ("unknown sampler path", errors.CheckpointNotFoundError,
@@ -123,6 +133,9 @@ def test_bad_training_requests_leave_state_exactly_as_before(service):
     with pytest.raises(errors.InvalidRequestError, match="exists"):
         dirty.save_state("dup").result()
         dirty.save_state("dup").result()
+    with pytest.raises(errors.InvalidRequestError, match="exists; choose another name"):
+        dirty.save_weights_for_sampler("dup").result()
+        dirty.save_weights_for_sampler("dup").result()
 
     out_clean, out_dirty = _step_and_forward(clean), _step_and_forward(dirty)
     assert out_clean.metrics == out_dirty.metrics

@@ -99,8 +99,16 @@ def _c(name: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | 
     return Conversation(name, messages, tools, frozenset(tags))
 
 
-WEATHER_CALL = call("get_weather", {"city": "Lyon"}, "call_1")
-WEATHER_RESULT = t('{"temperature": 21, "sky": "clear"}', "call_1")
+# Long texts, generated: a few thousand characters of varied words, digits and punctuation.
+_WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau".split()
+LONG_SYSTEM = " ".join(f"Rule {k}: prefer {_WORDS[k % len(_WORDS)]} over {_WORDS[(3 * k) % len(_WORDS)]}." for k in range(40))
+LONG_QUESTION = "\n".join(f"Line {k}: " + ", ".join(_WORDS[(k + j) % len(_WORDS)] for j in range(9)) + "?" for k in range(60))
+LONG_ANSWER = "\n\n".join(
+    f"Paragraph {k}. " + " ".join(f"{_WORDS[(k * j) % len(_WORDS)]}-{k * j}" for j in range(1, 25)) + "." for k in range(30)
+)
+
+WEATHER_CALL = call("get_weather", {"city": "Lyon"}, "call_0001")
+WEATHER_RESULT = t('{"temperature": 21, "sky": "clear"}', "call_0001")
 
 CONVERSATIONS: list[Conversation] = [
     # -- plain chat ---------------------------------------------------------------------------
@@ -157,6 +165,8 @@ CONVERSATIONS: list[Conversation] = [
     ),
     _c("long_multi_turn", [m for k in range(6) for m in (u(f"Question {k}: what is {k} squared?"), a(f"{k} squared is {k * k}."))]),
     _c("numbers_and_punctuation", [u("2+2=? ... !!! ???"), a("4. Done!!!")]),
+    _c("long_content", [s(LONG_SYSTEM), u(LONG_QUESTION), a(LONG_ANSWER)], None, "long"),
+    _c("system_no_think", [s("Answer directly. /no_think"), u("Capital of Peru?"), a("Lima.")]),
     # -- thinking --------------------------------------------------------------------------------
     _c("thinking_last", [u("Is 91 prime?"), a("No, 91 = 7 × 13.", thinking="91 is odd. 91 / 7 = 13, so it is composite.")], None, "thinking"),
     _c(
@@ -220,15 +230,15 @@ CONVERSATIONS: list[Conversation] = [
         "tools",
         "thinking",
     ),
-    _c("tool_call_last", [s("Use tools."), u("Search for renderers."), a("", calls=[call("search", {"query": "renderers", "filters": {"site": "docs"}}, "call_7")])], [SEARCH], "tools"),
+    _c("tool_call_last", [s("Use tools."), u("Search for renderers."), a("", calls=[call("search", {"query": "renderers", "filters": {"site": "docs"}}, "call_0007")])], [SEARCH], "tools"),
     _c("tool_result_prompt", [u("Weather in Lyon?"), a("", calls=[WEATHER_CALL]), WEATHER_RESULT], [WEATHER], "tools"),
     _c(
         "parallel_tool_calls",
         [
             u("Weather in Lyon and Oslo?"),
-            a("", calls=[WEATHER_CALL, call("get_weather", {"city": "Oslo", "unit": "celsius"}, "call_2")]),
+            a("", calls=[WEATHER_CALL, call("get_weather", {"city": "Oslo", "unit": "celsius"}, "call_0002")]),
             WEATHER_RESULT,
-            t('{"temperature": -3, "sky": "snow"}', "call_2"),
+            t('{"temperature": -3, "sky": "snow"}', "call_0002"),
             a("Lyon: 21 °C clear. Oslo: -3 °C snow."),
         ],
         [WEATHER],
@@ -239,8 +249,8 @@ CONVERSATIONS: list[Conversation] = [
         [
             s("You are an agent."),
             u("What time is it, and the weather in Lyon?"),
-            a("", calls=[call("get_time", {}, "call_a")]),
-            t("10:30 UTC", "call_a"),
+            a("", calls=[call("get_time", {}, "call_000a")]),
+            t("10:30 UTC", "call_000a"),
             a("", calls=[WEATHER_CALL]),
             WEATHER_RESULT,
             a("It is 10:30 UTC and 21 °C in Lyon."),
@@ -252,7 +262,7 @@ CONVERSATIONS: list[Conversation] = [
     ),
     _c(
         "tool_unicode",
-        [u("Météo à Zürich ?"), a("", calls=[call("get_weather", {"city": "Zürich 🇨🇭"}, "call_z")]), t("Ensoleillé, 18 °C — très agréable", "call_z"), a("Ensoleillé ☀️, 18 °C.")],
+        [u("Météo à Zürich ?"), a("", calls=[call("get_weather", {"city": "Zürich 🇨🇭"}, "call_000z")]), t("Ensoleillé, 18 °C — très agréable", "call_000z"), a("Ensoleillé ☀️, 18 °C.")],
         [WEATHER],
         "tools",
         "unicode",

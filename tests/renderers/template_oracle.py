@@ -20,6 +20,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES_DIR = REPO_ROOT.parent / "shared" / "chat_templates"
+VENDORED_DIR = Path(__file__).resolve().parent / "templates"  # always present (see templates/PROVENANCE.md)
 PINNED_NOW = datetime(2024, 9, 12, 10, 30)
 
 
@@ -46,6 +47,11 @@ def load_template(file_name: str) -> str:
     if not path.exists():
         pytest.skip(f"official chat templates not found at {TEMPLATES_DIR}")
     return path.read_text()
+
+
+def load_vendored_template(file_name: str) -> str:
+    """A template vendored under tests/renderers/templates."""
+    return (VENDORED_DIR / file_name).read_text()
 
 
 def alias_reasoning(message: dict[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime
 
 import pytest
@@ -19,10 +20,17 @@ def test_every_registered_name_builds_a_renderer():
     tokenizer_for = {
         "role_colon": "tiny", "tiny": "tiny", "qwen3": "qwen3", "qwen3_disable_thinking": "qwen3", "qwen3_instruct": "qwen3",
         "llama3": "llama3", "deepseekv3": "deepseek", "deepseekv3_thinking": "deepseek", "kimi_k2": "kimi",
+        "glm45": "glm45", "glm45_disable_thinking": "glm45", "gemma3": "gemma3", "mistral_small": "mistral",
+        "nemotron_nano_v2": "nemotron", "deepseekv32": "deepseek_v32", "deepseekv32_disable_thinking": "deepseek_v32",
+        "minimax_m2": "minimax",
     }  # fmt: skip
+    with_template = copy.copy(family_tokenizer("qwen3"))
+    with_template.chat_template = renderers.tiny.CHAT_TEMPLATE
     for name in renderers.renderer_names():
-        kind = "gpt_oss" if name.startswith("gpt_oss") else tokenizer_for[name]
-        renderer = get_renderer(name, family_tokenizer(kind))
+        if name in ("auto", "chat_template"):
+            renderer = get_renderer(name, with_template)
+        else:
+            renderer = get_renderer(name, family_tokenizer("gpt_oss" if name.startswith("gpt_oss") else tokenizer_for[name]))
         assert isinstance(renderer, renderers.Renderer)
         assert renderer.get_stop_sequences()
 
@@ -39,8 +47,13 @@ def test_model_table_names_known_renderers():
     assert get_recommended_renderer_name("moonshotai/Kimi-K2-Instruct") == "kimi_k2"
     assert get_recommended_renderer_name("openai/gpt-oss-20b") == "gpt_oss"
     assert get_recommended_renderer_name("tiny") == "tiny"
-    with pytest.raises(ValueError, match="no recommended renderer"):
-        get_recommended_renderer_name("someone/unknown-model")
+    assert get_recommended_renderer_name("zai-org/GLM-4.6") == "glm45"
+    assert get_recommended_renderer_name("google/gemma-3-4b-it") == "gemma3"
+    assert get_recommended_renderer_name("mistralai/Mistral-Small-3.1-24B-Instruct-2503") == "mistral_small"
+    assert get_recommended_renderer_name("nvidia/NVIDIA-Nemotron-Nano-9B-v2") == "nemotron_nano_v2"
+    assert get_recommended_renderer_name("deepseek-ai/DeepSeek-V3.2") == "deepseekv32"
+    assert get_recommended_renderer_name("MiniMaxAI/MiniMax-M2") == "minimax_m2"
+    assert get_recommended_renderer_name("someone/unknown-model") == "auto"
 
 
 def test_unknown_renderer_and_duplicate_registration():
@@ -105,10 +118,16 @@ def test_dates_and_reasoning_effort_options():
         ("qwen3", [{"role": "narrator", "content": "x"}], None),
         ("qwen3", [{"role": "user", "content": [{"type": "image", "url": "x"}]}], None),
         ("kimi_k2", [u("x"), a("", calls=[call("f", {}, "c") | {"function": {"name": "f", "arguments": "{bad"}}])], None),
+        ("gemma3", [u("x")], [WEATHER]),  # no tool format
+        ("gemma3", [u("x"), u("y")], None),  # template raises too: roles must alternate
+        ("mistral_small", [u("x"), a("", calls=[call("f", {}, "short")])], None),  # template raises too: id < 9 chars
+        ("mistral_small", [u("x"), a("y"), s("z")], None),  # template raises too: system only first
+        ("minimax_m2", [u("x"), t("result", "call_0001")], None),  # template raises too: no call before
     ],
 )
 def test_unsupported_input_raises_value_error(name, messages, tools):
-    kind = {"llama3": "llama3", "gpt_oss": "gpt_oss", "role_colon": "tiny", "qwen3": "qwen3", "kimi_k2": "kimi"}[name]
+    kind = {"llama3": "llama3", "gpt_oss": "gpt_oss", "role_colon": "tiny", "qwen3": "qwen3", "kimi_k2": "kimi",
+            "gemma3": "gemma3", "mistral_small": "mistral", "minimax_m2": "minimax"}[name]
     renderer = get_renderer(name, family_tokenizer(kind))
     with pytest.raises(ValueError):
         renderer.build_generation_prompt(messages, tools=tools)

@@ -8,7 +8,7 @@ import random
 
 import pytest
 from renderer_corpus import CONVERSATIONS
-from renderer_targets import TARGETS, Target, canonical, expected_parse
+from renderer_targets import TARGETS, Target, canonical, expected_parse, round_trips
 from tokenizer_builders import family_tokenizer
 
 import renderers
@@ -19,9 +19,13 @@ IDS = [f"{t.id}-{c.name}" for t, c in CASES]
 
 
 def turn_tokens(renderer, messages, i, tools):
-    """The tokens a model generates for messages[i]: its weighted tokens as the last message."""
+    """The tokens a model generates for messages[i]: its weighted tokens as the last message (GLM,
+    whose turns end with the next role token, ends it with `<|user|>`)."""
     model_input, weights = renderer.build_supervised_example(messages[: i + 1], TrainOnWhat.LAST_ASSISTANT_MESSAGE, tools=tools)
-    return [t for t, w in zip(model_input.to_ints(), weights) if w]
+    tokens = [t for t, w in zip(model_input.to_ints(), weights) if w]
+    if renderer.name.startswith("glm45"):
+        tokens.append(renderer.tokenizer.convert_tokens_to_ids("<|user|>"))
+    return tokens
 
 
 @pytest.mark.parametrize(("target", "conv"), CASES, ids=IDS)
@@ -35,9 +39,9 @@ def test_parse_round_trips_and_truncation_is_detected(target: Target, conv):
         assert ok, renderer.decode(tokens)
         assert parsed["role"] == "assistant"
         assert canonical(parsed) == expected_parse(target, conv.messages, i)
-        # The parsed message renders to the same turn again.
+        # The parsed message renders to the same turn again (ids are the parsed ones).
         again = turn_tokens(renderer, conv.messages[:i] + [parsed], i, conv.tools)
-        assert again == tokens
+        assert again == tokens or not round_trips(target, conv.messages, i)
         # Truncated turns are not ok.
         for cut in {len(tokens) - 1, len(tokens) // 2, 0}:
             parsed, ok = renderer.parse_response(tokens[:cut])
@@ -73,6 +77,18 @@ MALFORMED = {
         "<|tool_calls_section_begin|><|tool_call_begin|>functions.f:0<|tool_call_argument_begin|>{}<|tool_call_end|><|im_end|>",
         "<|tool_calls_section_begin|>junk<|tool_calls_section_end|><|im_end|>",
     ],
+    "glm45": [
+        "\n<think>never closed<|user|>",
+        "\n<think></think>\n<tool_call>f\n<arg_key>a</arg_key>\n<|user|>",
+        "\n<think></think>\n<tool_call>f\n</tool_call> trailing<|observation|>",
+    ],
+    "mistral_small": ["[TOOL_CALLS] [{not json}]</s>", '[TOOL_CALLS] [{"arguments": {}}]</s>', 'text[TOOL_CALLS] [{"name": "f", "arguments": {}}]</s>'],
+    "nemotron_nano_v2": ["<TOOLCALL>[{oops]</TOOLCALL>\n<SPECIAL_12>", "<TOOLCALL>[]\n<SPECIAL_12>", "<think>never closed\n<SPECIAL_12>"],
+    "deepseekv32": [
+        "</think>\n\n<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"f\">\n<｜DSML｜parameter name=\"a\" string=\"false\">{bad</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜function_calls><｜end▁of▁sentence｜>",
+        "</think>\n\n<｜DSML｜function_calls>\njunk<｜end▁of▁sentence｜>",
+    ],
+    "minimax_m2": ["<think>\nnever closed[e~[", "\n<minimax:tool_call>\n<invoke name=\"f\">\njunk</invoke>\n</minimax:tool_call>[e~["],
     "gpt_oss_medium_reasoning": [
         "<|channel|>analysis<|message|>thinking<|start|>assistant<|channel|>final<|message|>x<|return|>",
         "<|channel|>final<|message|>x<|call|>",

@@ -35,6 +35,11 @@ def end_of_turn_ids(renderer) -> set[int]:
     return ids
 
 
+# Documented: GLM writes no end-of-turn token; a turn ends with the next turn's role token, so the
+# last turn of a conversation has none.
+NO_FINAL_END_TOKEN = {"glm45", "glm45_disable_thinking"}
+
+
 @pytest.mark.parametrize(("target", "conv"), CASES, ids=IDS)
 def test_last_assistant_turn_weights_and_prefix(target: Target, conv):
     renderer = target.make_renderer()
@@ -44,8 +49,10 @@ def test_last_assistant_turn_weights_and_prefix(target: Target, conv):
         model_input, weights = renderer.build_supervised_example(conv.messages[: i + 1], TrainOnWhat.LAST_ASSISTANT_MESSAGE, tools=conv.tools)
         tokens = model_input.to_ints()
         [(start, end)] = runs(weights)
-        assert end == len(tokens) or renderer.decode(tokens[end:]) == "\n"  # only ChatML's newline follows
-        assert tokens[end - 1] in set(renderer.get_stop_sequences()) | end_of_turn_ids(renderer)
+        # Only a newline or blank line the template puts after the end-of-turn token follows.
+        assert end == len(tokens) or renderer.decode(tokens[end:]) in ("\n", "\n\n")
+        if renderer.name not in NO_FINAL_END_TOKEN:
+            assert tokens[end - 1] in set(renderer.get_stop_sequences()) | end_of_turn_ids(renderer)
         prompt = renderer.build_generation_prompt(conv.messages[:i], tools=conv.tools).to_ints()
         if prefix_holds(target, conv.messages, i):
             assert tokens[: len(prompt)] == prompt
@@ -64,7 +71,11 @@ def test_all_assistant_and_all_messages_weights(target: Target, conv):
     assistant_runs = runs(every)
     assert len(assistant_runs) == sum(m["role"] == "assistant" for m in msgs)
     eot = end_of_turn_ids(renderer)
-    assert all(tokens[end - 1] in eot for _, end in assistant_runs)
+    if renderer.name in NO_FINAL_END_TOKEN:  # turns followed by a user or tool turn end with its role token
+        followed = [end for _, end in assistant_runs if end < len(tokens) and renderer.decode(tokens[end - 1 : end]) in ("<|user|>", "<|observation|>")]
+        assert len(followed) >= sum(1 for k, m in enumerate(msgs[:-1]) if m["role"] == "assistant" and msgs[k + 1]["role"] in ("user", "tool"))
+    else:
+        assert all(tokens[end - 1] in eot for _, end in assistant_runs)
     # Per-message flags select the same tokens as the mode they imitate.
     flagged = [{**m, "trainable": m["role"] == "assistant"} for m in msgs]
     _, custom = renderer.build_supervised_example(flagged, TrainOnWhat.CUSTOMIZED, tools=conv.tools)
@@ -88,6 +99,14 @@ WEIGHTED_TEXT = {
     "deepseekv3_thinking": "</think>Hi there!<｜end▁of▁sentence｜>",
     "kimi_k2": "Hi there!<|im_end|>",
     "gpt_oss_medium_reasoning": "<|channel|>final<|message|>Hi there!<|return|>",
+    "glm45": "\n<think></think>\nHi there!",
+    "glm45_disable_thinking": "\nHi there!",
+    "gemma3": "Hi there!<end_of_turn>",
+    "mistral_small": "Hi there!</s>",
+    "nemotron_nano_v2": "Hi there!\n<SPECIAL_12>",
+    "deepseekv32": "</think>Hi there!<｜end▁of▁sentence｜>",
+    "deepseekv32_disable_thinking": "Hi there!<｜end▁of▁sentence｜>",
+    "minimax_m2": "Hi there![e~[",
 }
 
 

@@ -68,6 +68,56 @@ FAMILY_TOKENIZERS: dict[str, dict] = {
         "eos": "<|return|>",
         "pad": "<|endoftext|>",
     },
+    "glm45": {
+        "specials": [
+            "[gMASK]", "<sop>", "<|system|>", "<|user|>", "<|assistant|>", "<|observation|>", "<|endoftext|>",
+            "<think>", "</think>", "<tool_call>", "</tool_call>", "<arg_key>", "</arg_key>", "<arg_value>",
+            "</arg_value>", "<tool_response>", "</tool_response>",
+        ],
+        "eos": "<|endoftext|>",
+        "pad": "<|endoftext|>",
+    },
+    "gemma3": {
+        "specials": ["<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>", "<start_of_image>"],
+        "bos": "<bos>",
+        "eos": "<eos>",
+        "pad": "<pad>",
+    },
+    "mistral": {
+        "specials": [
+            "<s>", "</s>", "[INST]", "[/INST]", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]", "[TOOL_CALLS]",
+            "[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]", "[TOOL_RESULTS]", "[/TOOL_RESULTS]", "[IMG]",
+        ],
+        "bos": "<s>",
+        "eos": "</s>",
+    },
+    "nemotron": {
+        "specials": [
+            "<SPECIAL_10>", "<SPECIAL_11>", "<SPECIAL_12>", "<think>", "</think>", "<TOOLCALL>", "</TOOLCALL>",
+            "<AVAILABLE_TOOLS>", "</AVAILABLE_TOOLS>", "<TOOL_RESPONSE>", "</TOOL_RESPONSE>",
+        ],
+        "eos": "<SPECIAL_12>",
+    },
+    "deepseek_v32": {
+        "specials": ["<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>", "<think>", "</think>"],
+        "bos": "<｜begin▁of▁sentence｜>",
+        "eos": "<｜end▁of▁sentence｜>",
+    },
+    "minimax": {
+        "specials": ["]~!b[", "]~b]", "[e~[", "<think>", "</think>", "<minimax:tool_call>", "</minimax:tool_call>"],
+        "bos": "]~!b[",
+        "eos": "[e~[",
+    },
+    # Formats of the community templates (chat-template renderer only).
+    "chatml": {"specials": ["<|im_start|>", "<|im_end|>", "<|endoftext|>"], "eos": "<|im_end|>", "pad": "<|endoftext|>"},
+    "llama2": {"specials": ["<unk>", "<s>", "</s>"], "bos": "<s>", "eos": "</s>"},
+    "phi3": {
+        "specials": ["<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"],
+        "eos": "<|endoftext|>",
+        "pad": "<|endoftext|>",
+    },
+    "zephyr": {"specials": ["<unk>", "<s>", "</s>"], "bos": "<s>", "eos": "</s>"},
+    "falcon": {"specials": [">>ABSTRACT<<", "<|endoftext|>"], "eos": "<|endoftext|>"},
 }  # fmt: skip
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass
@@ -71,15 +72,28 @@ def read_info(directory: Path) -> CheckpointInfo:
     return CheckpointInfo.from_json((directory / "checkpoint.json").read_text())
 
 
+MAX_NAME_BYTES = 128
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+
+
+def check_name(name: object) -> None:
+    """A checkpoint name is a directory name: letters, digits, '.', '_', '-', not starting with '.'."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or len(name.encode()) > MAX_NAME_BYTES:
+        shown = repr(name) if not isinstance(name, str) or len(name) <= 80 else repr(name[:77] + "...")
+        raise errors.InvalidRequestError(
+            f"checkpoint name {shown} is not allowed: use 1-{MAX_NAME_BYTES} letters, digits, '.', '_' or '-', "
+            "not starting with '.'")
+
+
 def write(
     root: Path, run_id: str, kind: str, name: str, info: CheckpointInfo, adapter: Adapter,
     optimizer_state: dict | None, overwrite: bool,
 ) -> str:
-    if not name or "/" in name or name in (".", ".."):
-        raise errors.InvalidRequestError(f"checkpoint name must be a non-empty string without '/', got {name!r}")
+    check_name(name)
     target = root / run_id / kind / name
     if target.exists() and not overwrite:
-        raise errors.InvalidRequestError(f"checkpoint {SCHEME}{run_id}/{kind}/{name} exists; pass overwrite=True")
+        how = "pass overwrite=True" if kind == TRAINING else "choose another name"
+        raise errors.InvalidRequestError(f"checkpoint {SCHEME}{run_id}/{kind}/{name} exists; {how}")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
     try:

@@ -23,7 +23,7 @@ from tinker import types
 from . import checkpoints, errors, validation
 from .engine import Engine, default_engine
 from .futures import LocalFuture
-from .lora import Adapter, LoraSpec, new_adapter, use_adapters
+from .lora import Adapter, LoraSpec, max_rank, new_adapter, training_bytes, use_adapters
 from .losses import resolve_config
 from .memory import MicroBatch, micro_batches, overhead_tokens, plan
 from .model import BaseModel
@@ -85,16 +85,32 @@ class ServiceClient(_ReadyClient):
         *,
         alpha: float = 32.0,
     ) -> "TrainingClient":
-        if not isinstance(rank, int) or rank < 1:
+        base, spec = self._lora_spec(base_model, rank, train_mlp, train_attn, train_unembed, alpha)
+        adapter = self.engine.call(lambda: new_adapter(base.model, spec, seed, base.device))
+        return TrainingClient(self, base, adapter, f"{self.session_id}_train_{next(self._run_counter)}",
+                              user_metadata)
+
+    def lora_training_bytes(self, base_model: str, rank: int = 32, train_mlp: bool = True, train_attn: bool = True,
+                            train_unembed: bool = True) -> int:
+        """What a training client with these settings would hold (adapter, gradients, Adam moments);
+        the same errors as :meth:`create_lora_training_client` for settings it would refuse."""
+        base, spec = self._lora_spec(base_model, rank, train_mlp, train_attn, train_unembed)
+        return training_bytes(base.model, spec)
+
+    def _lora_spec(self, base_model: str, rank: int, train_mlp: bool, train_attn: bool, train_unembed: bool,
+                   alpha: float = 32.0) -> tuple[BaseModel, LoraSpec]:
+        if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
             raise errors.InvalidRequestError(f"rank must be a positive integer, got {rank!r}")
         if not (train_mlp or train_attn or train_unembed):
             raise errors.InvalidRequestError("at least one of train_mlp, train_attn, train_unembed must be True")
         spec = LoraSpec(rank=rank, alpha=float(alpha), train_attn=train_attn, train_mlp=train_mlp,
                         train_unembed=train_unembed)
         base = self.engine.model(base_model)
-        adapter = self.engine.call(lambda: new_adapter(base.model, spec, seed, base.device))
-        return TrainingClient(self, base, adapter, f"{self.session_id}_train_{next(self._run_counter)}",
-                              user_metadata)
+        limit = max_rank(base.model, spec)
+        if rank > limit:
+            raise errors.InvalidRequestError(
+                f"rank {rank} exceeds what {base.name} supports: at most {limit}, the narrowest adapted layer's width")
+        return base, spec
 
     def create_training_client_from_state(
         self, path: str, base_model: str | None = None, user_metadata: dict[str, str] | None = None,
@@ -306,6 +322,8 @@ class TrainingClient(_ReadyClient):
     def save_state(self, name: str, ttl_seconds: int | None = None, overwrite: bool = False,
                    user_metadata: dict[str, str] | None = None) -> LocalFuture[types.SaveWeightsResponse]:
         """Adapter weights and optimizer state, resumable with ``create_training_client_from_state_with_optimizer``."""
+        checkpoints.check_name(name)
+
         def run():
             path = checkpoints.write(self.service.checkpoint_root, self.model_id, checkpoints.TRAINING, name,
                                      self._info(checkpoints.TRAINING), self.adapter, self._optimizer.state_dict(),
@@ -316,9 +334,13 @@ class TrainingClient(_ReadyClient):
     def save_weights_for_sampler(self, name: str, ttl_seconds: int | None = None,
                                  user_metadata: dict[str, str] | None = None
                                  ) -> LocalFuture[types.SaveWeightsForSamplerResponse]:
+        """Adapter weights for sampling. The SDK gives this call no ``overwrite``: a name already saved
+        by this training run is refused rather than silently replaced."""
+        checkpoints.check_name(name)
+
         def run():
             path = checkpoints.write(self.service.checkpoint_root, self.model_id, checkpoints.SAMPLER, name,
-                                     self._info(checkpoints.SAMPLER), self.adapter, None, True)
+                                     self._info(checkpoints.SAMPLER), self.adapter, None, False)
             return types.SaveWeightsForSamplerResponse(path=path)
         return self._engine.submit(run)
 

@@ -99,6 +99,24 @@ class Adapter:
         return sum(p.numel() * p.element_size() for p in self.parameters())
 
 
+def target_shapes(model: nn.Module, spec: LoraSpec) -> dict[str, tuple[int, int]]:
+    """(in_features, out_features) of each layer ``spec`` adapts; nothing is allocated."""
+    wrapped = {name: m for name, m in model.named_modules() if isinstance(m, LoRALinear)}
+    return {name: (wrapped[name].base.in_features, wrapped[name].base.out_features)
+            for name in spec.targets(sorted(wrapped))}
+
+
+def max_rank(model: nn.Module, spec: LoraSpec) -> int:
+    """The largest useful rank: the narrowest adapted layer's width (a higher rank adds no capacity)."""
+    return min((min(shape) for shape in target_shapes(model, spec).values()), default=0)
+
+
+def training_bytes(model: nn.Module, spec: LoraSpec) -> int:
+    """Memory a training client's adapter holds: fp32 weights, gradients and two Adam moments."""
+    params = sum(spec.rank * (i + o) for i, o in target_shapes(model, spec).values())
+    return params * 4 * 4
+
+
 def new_adapter(model: nn.Module, spec: LoraSpec, seed: int | None, device: torch.device) -> Adapter:
     """Kaiming-uniform A (as nn.Linear does), zero B, in fp32."""
     wrapped = {name: m for name, m in model.named_modules() if isinstance(m, LoRALinear)}

@@ -14,6 +14,7 @@ from . import errors
 from .losses import LOSSES, LossSpec
 
 _FLOAT_INPUTS = ("weights", "advantages", "logprobs")
+SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1  # what torch.Generator.manual_seed accepts
 
 
 def model_input_tokens(model_input: types.ModelInput, *, what: str) -> list[int]:
@@ -128,6 +129,9 @@ def sampling_request(
         raise errors.InvalidRequestError(f"top_p must be in (0, 1], got {params.top_p}")
     if params.top_k == 0 or params.top_k < -1:
         raise errors.InvalidRequestError(f"top_k must be -1 (no limit) or >= 1, got {params.top_k}")
+    seed = params.seed
+    if seed is not None and (isinstance(seed, bool) or not SEED_MIN <= seed <= SEED_MAX):
+        raise errors.InvalidRequestError(f"seed must be an integer in [-2**63, 2**64 - 1], got {seed!r}")
     if topk_prompt_logprobs < 0:
         raise errors.InvalidRequestError("topk_prompt_logprobs must be >= 0")
     if params.stop is not None and not isinstance(params.stop, str):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from cookbook.errors import ConfigError
 
@@ -20,8 +21,27 @@ Without allowed_keys the server accepts any key starting with "tml-" and listens
 """
 
 
+LIMITS = {  # ServerConfig fields set on the command line as they are: input limits and per-key quotas
+    "max_json_bytes": "largest JSON body in bytes (every endpoint but forward_backward)",
+    "max_sessions_per_key": "open sessions per API key",
+    "max_models_per_key": "training models alive at once per API key",
+    "max_samplers_per_key": "sampling sessions alive at once per API key",
+    "max_queued_per_key": "requests accepted and not finished per API key",
+    "max_training_gib_per_key": "GiB of LoRA weights + gradients + Adam moments per API key",
+    "max_lora_rank": "largest LoRA rank create_model accepts",
+    "max_samples_per_request": "largest num_samples of one sample request",
+    "max_sample_tokens": "largest num_samples x (prompt + max_tokens) of one sample request",
+    "max_pending_samples": "sample requests in flight (all keys) before 429",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line and exit 2, as every other command
+        raise ConfigError(f"{message} (cookbook serve-tinker --help lists the options)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cookbook serve-tinker", epilog=_EPILOG,
+    p = _Parser(prog="cookbook serve-tinker", epilog=_EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 description="Serve the local reference backend over the Tinker HTTP API.")
     d = _DEFAULTS
@@ -46,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=d.threads, help="backend submission threads (default %(default)s)")
     p.add_argument("--log_level", default=d.log_level, choices=["critical", "error", "warning", "info", "debug"],
                    help="server log level; debug also logs every request (default %(default)s)")
+    limits = p.add_argument_group("input limits and per-key quotas (answered with 4xx / 429 before any allocation)")
+    for name, text in LIMITS.items():
+        default = getattr(d, name)
+        limits.add_argument(f"--{name}", type=type(default), default=default, help=f"{text} (default %(default)s)")
     return p
 
 
@@ -76,6 +100,7 @@ def parse_args(argv: list[str]) -> ServerConfig:
         long_poll_s=args.long_poll_s, session_timeout_s=args.session_timeout_s,
         fwdbwd_max_chunk_len=args.fwdbwd_max_chunk_len, device=args.device, dtype=args.dtype,
         checkpoint_root=args.checkpoint_root, threads=args.threads, log_level=args.log_level,
+        **{name: getattr(args, name) for name in LIMITS},
     ).check()
 
 

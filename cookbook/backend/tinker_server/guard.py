@@ -39,7 +39,8 @@ class Guard:
             await self.app(scope, receive, send)
             return
         headers = {k.lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        if scope["path"] not in OPEN_PATHS and not key_allowed(headers.get(b"x-api-key"), self.allowed_keys):
+        key = headers.get(b"x-api-key")
+        if scope["path"] not in OPEN_PATHS and not key_allowed(key, self.allowed_keys):
             await _error(401, "missing or invalid API key (send it in the X-API-Key header)")(scope, receive, send)
             return
         length = headers.get(b"content-length")
@@ -72,6 +73,7 @@ class Guard:
                 replayed = True
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
+        scope.setdefault("state", {})["api_key"] = key or ""  # the routes' per-key quotas
         await self.app(scope, replay, send)
 
     def _too_large(self, size: str) -> JSONResponse:

@@ -13,6 +13,7 @@ import asyncio
 import json
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -52,9 +53,9 @@ class Reply:
 class Job:
     """One accepted request: resolved once with a :class:`Reply` (a result or a failure body)."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, owner: str = "") -> None:
         self.request_id = uuid.uuid4().hex
-        self.kind = kind
+        self.kind, self.owner = kind, owner  # owner: the API key that sent it (for per-key quotas)
         self.finished_at: float | None = None
         self.fetched_at: float | None = None
         self._reply: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
@@ -69,13 +70,15 @@ class JobStore:
         self.ttl_s, self.fetched_grace_s = ttl_s, fetched_grace_s
         self._jobs: dict[str, Job] = {}
         self._tasks: set[asyncio.Task] = set()
+        self.open_by_owner: Counter[str] = Counter()  # accepted, not finished
 
     def __len__(self) -> int:
         return len(self._jobs)
 
-    def new(self, kind: str) -> Job:
-        job = Job(kind)
+    def new(self, kind: str, owner: str = "") -> Job:
+        job = Job(kind, owner)
         self._jobs[job.request_id] = job
+        self.open_by_owner[owner] += 1
         return job
 
     def get(self, request_id: str) -> Job | None:
@@ -85,6 +88,9 @@ class JobStore:
         if not job.done:
             job.finished_at = time.monotonic()
             job._reply.set_result(reply)
+            self.open_by_owner[job.owner] -= 1
+            if not self.open_by_owner[job.owner]:
+                del self.open_by_owner[job.owner]
 
     def fail(self, job: Job, exc: BaseException) -> None:
         self.resolve(job, Reply.failure(exc))

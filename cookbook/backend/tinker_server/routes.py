@@ -10,7 +10,6 @@ public client methods (``forward_backward``, ``optim_step``, ``save_state``, ``s
 from __future__ import annotations
 
 import io
-import json
 import uuid
 from typing import Any, TypeVar
 
@@ -18,6 +17,8 @@ import pydantic
 import zstandard
 from fastapi import APIRouter, Request, Response
 from tinker import types
+
+from cookbook.http_server import JsonBodyError, parse_json_object
 
 from . import paths, wire
 from .errors import BadRequest, ErrorRoute, Gone, NotFound, PayloadTooLarge, Unsupported, UnsupportedMediaType
@@ -35,17 +36,24 @@ def _state(request: Request) -> ServerState:
 async def _parse(request: Request, model: type[M]) -> M:
     """The JSON body validated as ``model`` (400 with the reason when it is not one)."""
     body = await request.body()
+    limit = _state(request).config.max_json_bytes
+    if len(body) > limit:
+        raise PayloadTooLarge(f"the JSON body ({len(body)} bytes) exceeds the server's limit of {limit} bytes "
+                              "(max_json_bytes)")
     try:
-        value = json.loads(body) if body.strip() else {}
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"malformed JSON body: {exc}") from exc
-    if not isinstance(value, dict):
-        raise BadRequest(f"the JSON body must be an object, got {type(value).__name__}")
+        value = parse_json_object(body)
+    except JsonBodyError as exc:
+        raise BadRequest(str(exc)) from None
     try:
         return model.model_validate(value)
     except pydantic.ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
         raise BadRequest(f"invalid {model.__name__}: {problems}") from exc
+
+
+def _key(request: Request) -> str:
+    """The API key the guard let through (per-key quotas)."""
+    return getattr(request.state, "api_key", "")
 
 
 def _accepted(job: Job, **extra: Any) -> dict[str, Any]:
@@ -96,7 +104,7 @@ async def get_server_capabilities(request: Request) -> dict[str, Any]:
 @router.post("/create_session")
 async def create_session(request: Request) -> dict[str, Any]:
     await _parse(request, types.CreateSessionRequest)
-    return {"type": "create_session", "session_id": _state(request).create_session()}
+    return {"type": "create_session", "session_id": _state(request).create_session(_key(request))}
 
 
 @router.post("/session_heartbeat")
@@ -151,11 +159,20 @@ async def create_model(request: Request) -> dict[str, Any]:
     req = await _parse(request, types.CreateModelRequest)
     model_id = model_id_of(req.session_id, req.model_seq_id)
 
+    lora = req.lora_config
+    if lora is not None and not 1 <= lora.rank <= state.config.max_lora_rank:
+        raise BadRequest(f"lora_config.rank must be in 1..{state.config.max_lora_rank} (max_lora_rank), "
+                         f"got {lora.rank}")
+    key = state.session(req.session_id).key
+
     def create(_: Any) -> Any:
         _check_optimizer(req.optimizer_config)
-        lora = req.lora_config
         if lora is None:
             raise Unsupported("only LoRA training is supported by this server (create_model needs lora_config)")
+        if hasattr(state.service, "lora_training_bytes"):  # the local backend says what the adapter will hold
+            state.reserve_training_bytes(key, model_id, state.service.lora_training_bytes(
+                req.base_model, rank=lora.rank, train_mlp=lora.train_mlp, train_attn=lora.train_attn,
+                train_unembed=lora.train_unembed))
         return state.service.create_lora_training_client(
             req.base_model, rank=lora.rank, seed=lora.seed, train_mlp=lora.train_mlp, train_attn=lora.train_attn,
             train_unembed=lora.train_unembed, user_metadata=req.user_metadata)
@@ -337,9 +354,21 @@ async def asample(request: Request) -> dict[str, Any]:
     ) if asked]
     if unsupported:
         raise BadRequest(f"{', '.join(unsupported)}: not supported by this server")
-    if req.num_samples < 1:
-        raise BadRequest(f"num_samples must be >= 1, got {req.num_samples}")
+    limits = state.config
+    if not 1 <= req.num_samples <= limits.max_samples_per_request:
+        raise BadRequest(f"num_samples must be in 1..{limits.max_samples_per_request} (max_samples_per_request), "
+                         f"got {req.num_samples}")
     last_n = req.prompt_logprobs_last_n
+    if last_n is not None and last_n < 0:
+        raise BadRequest(f"prompt_logprobs_last_n must be >= 0, got {last_n}")
+    prompt_len = req.prompt.length
+    new_tokens = req.sampling_params.max_tokens
+    if new_tokens is None:  # the backend fills the context
+        context = getattr(getattr(sampler.client, "base", None), "max_context", None)  # the local backend's
+        new_tokens = max(0, context - prompt_len) if context else 0
+    if req.num_samples * (prompt_len + max(new_tokens, 0)) > limits.max_sample_tokens:
+        raise BadRequest(f"num_samples x (prompt + max_tokens) = {req.num_samples} x {prompt_len + new_tokens} "
+                         f"exceeds {limits.max_sample_tokens} tokens per request (max_sample_tokens)")
 
     def start() -> Any:
         return sampler.client.sample(req.prompt, req.num_samples, req.sampling_params,
@@ -351,5 +380,5 @@ async def asample(request: Request) -> dict[str, Any]:
             resp = wire.keep_last_prompt_logprobs(resp, last_n)
         return Reply.proto(wire.encode_sample_response(resp))
 
-    job = state.sample(start, finish)
+    job = state.sample(sampler, start, finish)
     return _accepted(job, sample_sequence_ids=[f"{job.request_id}:{i}" for i in range(req.num_samples)])

@@ -19,6 +19,7 @@ Everything here runs on the server's event loop, except the ``start`` callables 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -51,6 +52,7 @@ class TrainingModel:
     def __init__(self, state: ServerState, model_id: str, session_id: str, kind: str, create: Start,
                  finish: Finish) -> None:
         self.model_id, self.session_id = model_id, session_id
+        self.owner = state.sessions[session_id].key
         self.client: Any = None  # the local backend's training client, once created
         self.creation_error: BaseException | None = None
         self._state = state
@@ -72,18 +74,24 @@ class TrainingModel:
             raise BadRequest(f"seq_id {seq_id} of {self.model_id} has already run (the next one is {self._next})")
         if seq_id > self._next + self._state.config.max_seq_ahead:
             raise BadRequest(f"seq_id {seq_id} of {self.model_id} is out of range (the next one is {self._next})")
+        self._state.check_queue(self.owner)
         if seq_id - 1 not in self._seen:
             self._state.stats["arrived_early"] += 1  # it waits for a lower seq id that has not arrived yet
         return self._add(seq_id, kind, start, finish)
 
     def _add(self, seq_id: int, kind: str, start: Start, finish: Finish) -> Job:
-        job = self._state.jobs.new(kind)
+        job = self._state.jobs.new(kind, self.owner)
         self._pending[seq_id] = _Op(job, start, finish)
         self._seen[seq_id] = job
         while len(self._seen) > _SEEN_PER_MODEL:
             del self._seen[next(iter(self._seen))]
         self._wake.set()
         return job
+
+    @property
+    def alive(self) -> bool:
+        """Being created or created: it holds (or is about to hold) backend memory."""
+        return not self._created.is_set() or self.client is not None
 
     async def ready(self) -> Any:
         """The local training client, once the model is created (raises if creating it failed)."""
@@ -155,6 +163,7 @@ class Sampler:
 @dataclass
 class Session:
     session_id: str
+    key: str = ""  # the API key that created it: the owner of its models, samplers and requests
     last_seen: float = field(default_factory=time.monotonic)
     models: dict[int, TrainingModel] = field(default_factory=dict)
     samplers: dict[int, str] = field(default_factory=dict)  # sampling_session_seq_id -> sampler id
@@ -173,16 +182,60 @@ class ServerState:
         self.pending_samples = 0
         self.stats = {"arrived_early": 0}
         self._ended: dict[str, None] = {}
+        self._quota_lock = threading.Lock()
+        self._training_bytes: dict[tuple[str, str], int] = {}  # (key, model id) -> LoRA training bytes
 
     async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in a worker thread (every call into the backend goes through here)."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     # --- sessions -----------------------------------------------------------------------
-    def create_session(self) -> str:
+    def create_session(self, key: str = "") -> str:
+        if sum(s.key == key for s in self.sessions.values()) >= self.config.max_sessions_per_key:
+            raise TooManyRequests(f"this API key has {self.config.max_sessions_per_key} open sessions "
+                                  "(max_sessions_per_key); finish one first")
         session_id = uuid.uuid4().hex
-        self.sessions[session_id] = Session(session_id)
+        self.sessions[session_id] = Session(session_id, key)
         return session_id
+
+    # --- per-key quotas -------------------------------------------------------------------
+    def _owned(self, key: str) -> list[Session]:
+        return [s for s in self.sessions.values() if s.key == key]
+
+    def check_queue(self, key: str) -> None:
+        """429 when ``key`` already has ``max_queued_per_key`` requests accepted and not finished."""
+        if self.jobs.open_by_owner[key] >= self.config.max_queued_per_key:
+            raise TooManyRequests(f"this API key has {self.jobs.open_by_owner[key]} requests in flight "
+                                  "(max_queued_per_key); wait for some to finish")
+
+    def check_new_model(self, key: str) -> None:
+        models = sum(m.alive for s in self._owned(key) for m in s.models.values())
+        if models >= self.config.max_models_per_key:
+            raise TooManyRequests(f"this API key has {models} training models (max_models_per_key); "
+                                  "end a session to free them")
+
+    def reserve_training_bytes(self, key: str, model_id: str, nbytes: int) -> None:
+        """Count a new model's LoRA training state against the key's memory quota, or refuse it (429)
+        before it is allocated. Called from worker threads, hence the lock."""
+        limit = self.config.max_training_gib_per_key * 2**30
+        with self._quota_lock:
+            held = sum(n for (k, _), n in self._training_bytes.items() if k == key)
+            if held + nbytes > limit:
+                raise TooManyRequests(
+                    f"a new model needs {nbytes / 2**30:.2f} GiB of LoRA training state; this API key holds "
+                    f"{held / 2**30:.2f} of its {self.config.max_training_gib_per_key:g} GiB "
+                    "(max_training_gib_per_key)")
+            self._training_bytes[(key, model_id)] = nbytes
+
+    def _release_training_bytes(self, key: str, model_id: str) -> None:
+        with self._quota_lock:
+            self._training_bytes.pop((key, model_id), None)
+
+    def check_new_sampler(self, key: str) -> None:
+        count = sum(len(s.samplers) for s in self._owned(key))
+        if count >= self.config.max_samplers_per_key:
+            raise TooManyRequests(f"this API key has {count} sampling sessions (max_samplers_per_key); "
+                                  "end a session to free them")
 
     def session(self, session_id: str) -> Session:
         """The live session (its idle clock restarts); 410 for an ended one, 404 for an unknown one."""
@@ -202,6 +255,7 @@ class ServerState:
         for model in session.models.values():
             model.close(f"session {session_id} ended ({reason})")
             self.models.pop(model.model_id, None)
+            self._release_training_bytes(session.key, model.model_id)
         for sampler_id in session.samplers.values():
             self.samplers.pop(sampler_id, None)
         self._ended[session_id] = None
@@ -219,6 +273,8 @@ class ServerState:
         existing = session.models.get(model_seq_id)
         if existing is not None:  # a re-sent creation request
             return existing.creation_job, model_id
+        self.check_new_model(session.key)
+        self.check_queue(session.key)
         model = TrainingModel(self, model_id, session_id, kind, create, finish)
         session.models[model_seq_id] = model
         self.models[model_id] = model
@@ -238,6 +294,7 @@ class ServerState:
     # --- samplers -----------------------------------------------------------------------
     def add_sampler(self, session_id: str, seq_id: int, client: Any, base_model: str, model_path: str | None) -> str:
         session = self.session(session_id)
+        self.check_new_sampler(session.key)
         sampler_id = f"{session_id}:sample:{seq_id}"
         session.samplers[seq_id] = sampler_id
         self.samplers[sampler_id] = Sampler(sampler_id, session_id, client, base_model, model_path)
@@ -250,11 +307,13 @@ class ServerState:
         self.session(sampler.session_id)
         return sampler
 
-    def sample(self, start: Callable[[], Any], finish: Finish) -> Job:
+    def sample(self, sampler: Sampler, start: Callable[[], Any], finish: Finish) -> Job:
         """Hand a sampling request to the backend now; 429 (the SDK backs off) when too many are in flight."""
         if self.pending_samples >= self.config.max_pending_samples:
             raise TooManyRequests(f"{self.pending_samples} sampling requests in flight; retry shortly")
-        job = self.jobs.new("Sample")
+        owner = self.sessions[sampler.session_id].key
+        self.check_queue(owner)
+        job = self.jobs.new("Sample", owner)
         self.pending_samples += 1
 
         async def run() -> None:
