@@ -102,8 +102,11 @@ class TokenCompleter:
 
     def __init__(self, sampling_client: SamplingClient, *, max_tokens: int, temperature: float = 1.0,
                  stop: Stop | None = None, top_p: float | None = None, top_k: int | None = None,
-                 seed: int | None = None, context_length: int | None = None) -> None:
+                 seed: int | None = None, context_length: int | None = None, prompt_logprobs: int = 0) -> None:
         self.sampling_client, self.max_tokens, self.context_length = sampling_client, max_tokens, context_length
+        # > 0: each response also carries the prompt's logprobs and its top-``prompt_logprobs`` alternatives
+        self.prompt_options: dict[str, Any] = (
+            {"include_prompt_logprobs": True, "topk_prompt_logprobs": prompt_logprobs} if prompt_logprobs else {})
         self.settings: dict[str, Any] = {k: v for k, v in dict(
             temperature=temperature, stop=None if stop is None else list(stop), top_p=top_p, top_k=top_k,
             seed=seed).items() if v is not None}
@@ -124,7 +127,8 @@ class TokenCompleter:
         params = self.params(prompt, seed)
         if params is None:
             return None
-        return self.sampling_client.sample(prompt=prompt, num_samples=num_samples, sampling_params=params)
+        return self.sampling_client.sample(prompt=prompt, num_samples=num_samples, sampling_params=params,
+                                           **self.prompt_options)
 
     def complete(self, prompt: types.ModelInput, num_samples: int = 1,
                  seed: int | None = None) -> list[TokensWithLogprobs]:
@@ -134,15 +138,20 @@ class TokenCompleter:
                       seeds: Sequence[int | None] | None = None) -> list[list[TokensWithLogprobs]]:
         """Every prompt's samples (``seeds``: one per prompt); all requests go in before any is awaited."""
         futures = [self.submit(p, num_samples, None if seeds is None else seeds[i]) for i, p in enumerate(prompts)]
-        return [_sequences(None if f is None else f.result(), num_samples) for f in futures]
+        return [samples_of(None if f is None else f.result(), num_samples) for f in futures]
 
     async def complete_async(self, prompt: types.ModelInput, num_samples: int = 1,
                              seed: int | None = None) -> list[TokensWithLogprobs]:
+        return samples_of(await self.respond_async(prompt, num_samples, seed), num_samples)
+
+    async def respond_async(self, prompt: types.ModelInput, num_samples: int = 1,
+                            seed: int | None = None) -> types.SampleResponse | None:
+        """The whole response (prompt logprobs too, when asked for); None when the prompt leaves no room."""
         future = self.submit(prompt, num_samples, seed)
         if future is None:
-            return _sequences(None, num_samples)
+            return None
         response: types.SampleResponse = await result_async(future)
-        return _sequences(response, num_samples)
+        return response
 
 
 class MessageCompleter:
@@ -187,7 +196,8 @@ class MessageCompleter:
         return Completion(message, ok, sample, prompt_tokens)
 
 
-def _sequences(response: types.SampleResponse | None, num_samples: int) -> list[TokensWithLogprobs]:
+def samples_of(response: types.SampleResponse | None, num_samples: int) -> list[TokensWithLogprobs]:
+    """A response's sequences (``num_samples`` empty ones for None: no room in the context)."""
     if response is None:
         return [TokensWithLogprobs([], [], "length") for _ in range(num_samples)]
     return [TokensWithLogprobs(list(s.tokens), None if s.logprobs is None else list(s.logprobs), s.stop_reason)

@@ -35,8 +35,9 @@ CustomLossFn = Callable[[list[types.Datum], list["torch.Tensor"]], tuple["torch.
 class SamplingClient(Protocol):
     """Samples from one set of weights (a base model, or a snapshot of a training client's adapter)."""
 
-    def sample(self, prompt: types.ModelInput, num_samples: int,
-               sampling_params: types.SamplingParams) -> APIFuture[types.SampleResponse]: ...
+    def sample(self, prompt: types.ModelInput, num_samples: int, sampling_params: types.SamplingParams,
+               include_prompt_logprobs: bool = False,
+               topk_prompt_logprobs: int = 0) -> APIFuture[types.SampleResponse]: ...
 
     def compute_logprobs(self, prompt: types.ModelInput) -> APIFuture[list[float | None]]: ...
 

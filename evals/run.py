@@ -36,7 +36,7 @@ EvalBackend = Literal["local", "tinker", "openai"]
 
 @chz.chz
 class EvalConfig:
-    # gsm8k, math500, aime24, amc23, svamp, minerva_math, addition[:<digits>]
+    # gsm8k, math500, ..., humaneval, mbpp, mmlu_pro, ifeval, inspect:<task>, lm_eval:<task>, ...
     benchmark: str = chz.field(validator=known_benchmark)
     model: str = "tiny"  # base model (local, tinker) or the endpoint's model name (openai)
     checkpoint: str | None = None  # adapter checkpoint of `model` (local://..., tinker://..., a directory)

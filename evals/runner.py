@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 from cookbook.errors import ConfigError, UserError
 from cookbook.progress import StepProgress
 from evals.benchmarks import Benchmark, BenchmarkProblem
+from evals.external import ExternalEval
 from evals.passk import default_ks, mean_pass_at_k
 from evals.responders import Reply, Responder
 
@@ -92,7 +93,7 @@ class EvalResult:
     output_dir: Path | None
 
 
-def evaluate(benchmark: Benchmark, responder: Responder, settings: EvalSettings = EvalSettings(), *,
+def evaluate(benchmark: Benchmark | ExternalEval, responder: Responder, settings: EvalSettings = EvalSettings(), *,
              output_dir: str | Path | None = None, target: Mapping[str, Any] | None = None,
              overwrite: bool = False, progress: bool = True) -> EvalResult:
     """Run (or resume) ``benchmark`` against ``responder``; see the module docstring.
@@ -104,9 +105,13 @@ def evaluate(benchmark: Benchmark, responder: Responder, settings: EvalSettings 
                                    overwrite=overwrite, progress=progress))
 
 
-async def evaluate_async(benchmark: Benchmark, responder: Responder, settings: EvalSettings = EvalSettings(), *,
-                         output_dir: str | Path | None = None, target: Mapping[str, Any] | None = None,
-                         overwrite: bool = False, progress: bool = True) -> EvalResult:
+async def evaluate_async(benchmark: Benchmark | ExternalEval, responder: Responder,
+                         settings: EvalSettings = EvalSettings(), *, output_dir: str | Path | None = None,
+                         target: Mapping[str, Any] | None = None, overwrite: bool = False,
+                         progress: bool = True) -> EvalResult:
+    if isinstance(benchmark, ExternalEval):  # another harness runs it (evals.external)
+        return await benchmark.evaluate_async(responder, settings.resolve(benchmark), output_dir=output_dir,
+                                              target=dict(target or {}), overwrite=overwrite, progress=progress)
     started = time.monotonic()
     settings = settings.resolve(benchmark)
     config = eval_config(benchmark, settings, target)
@@ -249,7 +254,10 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     event loop (then in a helper thread with its own loop)."""
     try:
         asyncio.get_running_loop()
+        in_a_loop = True
     except RuntimeError:
+        in_a_loop = False
+    if not in_a_loop:  # (outside the except block: errors of `coro` must not get its RuntimeError as context)
         return asyncio.run(coro)
     box: dict[str, Any] = {}
 

@@ -34,6 +34,7 @@ from cookbook.primitives import max_context_length
 from cookbook.recipe_cli import run_recipe
 from cookbook.run_dir import CheckpointRecord
 from evals.benchmarks import Benchmark, get_benchmark, known_benchmark
+from evals.external import ExternalEval
 from evals.plots import plot_sweep
 from evals.responders import SamplingClientResponder
 from evals.run import slug
@@ -132,12 +133,14 @@ def cell_config(cell: Path) -> dict[str, Any] | None:
     return json.loads(file.read_text()) if file.is_file() else None
 
 
-def finished_summary(cell: Path, expected_config: dict[str, Any], expected_examples: int) -> dict[str, Any] | None:
-    """The cell's summary when it was computed with this configuration on ``expected_examples`` problems."""
+def finished_summary(cell: Path, expected_config: dict[str, Any], expected_examples: int | None
+                     ) -> dict[str, Any] | None:
+    """The cell's summary when it was computed with this configuration on ``expected_examples`` problems
+    (None: as many as it had, for tasks of other harnesses)."""
     if not (cell / SUMMARY_FILE).is_file() or cell_config(cell) != expected_config:
         return None
     summary = json.loads((cell / SUMMARY_FILE).read_text())
-    return summary if summary.get("examples") == expected_examples else None
+    return summary if expected_examples is None or summary.get("examples") == expected_examples else None
 
 
 def sweep(config: SweepConfig) -> list[dict[str, Any]]:
@@ -155,7 +158,7 @@ def sweep(config: SweepConfig) -> list[dict[str, Any]]:
     todo: dict[Target, list[str]] = {}
     for target in targets:
         for name, benchmark in benchmarks.items():
-            expected = len(benchmark.examples(config.limit))
+            expected = None if isinstance(benchmark, ExternalEval) else len(benchmark.examples(config.limit))
             summary = finished_summary(target.cell_dir(root, name),
                                        eval_config(benchmark, settings_of[name], target.describe()), expected)
             if summary is None:

@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from cookbook.serve import tokens
 from cookbook.serve.model import ServedModel
 from cookbook.serve.protocol import ApiError, ChatCompletionRequest, CompletionRequest, error_body, parse_body
 
@@ -70,6 +71,20 @@ def create_app(model: ServedModel, *, api_key: str | None = None) -> FastAPI:
     @app.post("/v1/completions")
     async def completions(request: Request) -> dict[str, Any]:
         return await model.complete(parse_body(await read_body(request), CompletionRequest))
+
+    # vLLM's tokenizer routes (cookbook/serve/tokens.py), for lm-evaluation-harness's remote tokenizer
+    @app.get("/tokenizer_info")
+    async def tokenizer_info() -> dict[str, Any]:
+        return tokens.tokenizer_info(model.tokenizer, model.context_length)
+
+    @app.post("/tokenize")
+    async def tokenize(request: Request) -> dict[str, Any]:
+        return tokens.tokenize(model.tokenizer, parse_body(await read_body(request), tokens.TokenizeRequest),
+                               model.context_length)
+
+    @app.post("/detokenize")
+    async def detokenize(request: Request) -> dict[str, Any]:
+        return tokens.detokenize(model.tokenizer, parse_body(await read_body(request), tokens.DetokenizeRequest))
 
     return app
 

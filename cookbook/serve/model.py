@@ -12,10 +12,18 @@ from typing import Any
 from tinker import types
 
 from cookbook.backend import service_client
-from cookbook.completers import MessageCompleter, TokenCompleter, TokensWithLogprobs, renderer_for, sampling_client
+from cookbook.completers import (
+    MessageCompleter,
+    TokenCompleter,
+    TokensWithLogprobs,
+    renderer_for,
+    samples_of,
+    sampling_client,
+)
 from cookbook.errors import UserError
 from cookbook.primitives import SamplingClient, ServiceClient, max_context_length
 from cookbook.serve.config import ServeConfig
+from cookbook.serve.logprobs import MAX_LOGPROBS, completion_logprobs
 from cookbook.serve.protocol import ApiError, ChatCompletionRequest, CompletionRequest
 from renderers import Renderer, from_openai_messages, text_content
 from renderers.openai_compat import to_openai_message
@@ -73,7 +81,7 @@ class ServedModel:
             prompt = completer.prompt(from_openai_messages(request.messages))
         except (KeyError, TypeError, ValueError) as exc:
             raise ApiError(400, f"invalid messages: {_reason(exc)}", param="messages") from None
-        samples = (await self._complete(completer.tokens, [prompt], request))[0]
+        samples = samples_of((await self._complete(completer.tokens, [prompt], request))[0], request.n)
         choices = []
         for index, sample in enumerate(samples):
             message = completer.parse(sample).message
@@ -89,26 +97,31 @@ class ServedModel:
 
     async def complete(self, request: CompletionRequest) -> dict[str, Any]:
         self._check(request)
-        if request.echo:
-            raise ApiError(400, "echo is not supported by this server", param="echo")
+        top_k = _logprobs_count(request.logprobs)
+        want_logprobs = request.logprobs is not None and request.logprobs is not False
         completer = TokenCompleter(self.sampling_client, temperature=request.temperature, top_p=request.top_p,
-                                   seed=request.seed, stop=request.stops, **self._length(request))
+                                   seed=request.seed, stop=request.stops, **self._length(request),
+                                   prompt_logprobs=max(top_k, 1) if request.echo and want_logprobs else 0)
         prompts = [types.ModelInput.from_ints(tokens) for tokens in self._prompt_tokens(request.prompt)]
-        results = await self._complete(completer, prompts, request)
+        responses = await self._complete(completer, prompts, request)
         choices = []
-        for i, samples in enumerate(results):
-            for j, sample in enumerate(samples):
-                tokens = sample.tokens
-                if sample.stop_reason == "stop" and not request.stops and tokens and tokens[-1] in self._eos_ids:
+        for i, response in enumerate(responses):
+            prompt_tokens = prompts[i].to_ints()
+            echoed = self.tokenizer.decode(prompt_tokens, skip_special_tokens=False) if request.echo else ""
+            for j, sequence in enumerate(response.sequences):
+                tokens = list(sequence.tokens)
+                if sequence.stop_reason == "stop" and not request.stops and tokens and tokens[-1] in self._eos_ids:
                     tokens = tokens[:-1]
                 text = str(self.tokenizer.decode(tokens, skip_special_tokens=False))
                 if request.stops:
                     text = _cut(text, request.stops)
-                choices.append({"index": i * request.n + j, "text": text, "logprobs": None,
-                                "finish_reason": "length" if sample.stop_reason == "length" else "stop"})
+                logprobs = None if not want_logprobs else completion_logprobs(
+                    self.tokenizer, prompt_tokens, response, tokens, sequence.logprobs, echo=request.echo)
+                choices.append({"index": i * request.n + j, "text": echoed + text, "logprobs": logprobs,
+                                "finish_reason": "length" if sequence.stop_reason == "length" else "stop"})
         return {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
                 "model": self.name, "choices": choices,
-                "usage": _usage(sum(p.length for p in prompts), [s for r in results for s in r])}
+                "usage": _usage(sum(p.length for p in prompts), [s for r in responses for s in r.sequences])}
 
     # --- helpers ------------------------------------------------------------------------------
     def _check(self, request: ChatCompletionRequest | CompletionRequest) -> None:
@@ -117,8 +130,9 @@ class ServedModel:
                            param="model", code="model_not_found")
         if request.stream:
             raise ApiError(400, "streaming is not supported by this server; send stream=false", param="stream")
-        if request.logprobs:
-            raise ApiError(400, "logprobs are not supported by this server", param="logprobs")
+        if request.logprobs and isinstance(request, ChatCompletionRequest):
+            raise ApiError(400, "logprobs are not supported for chat completions (use /v1/completions)",
+                           param="logprobs")
         if request.n > self.max_n:
             raise ApiError(400, f"n is {request.n}; this server allows at most {self.max_n}", param="n")
 
@@ -144,8 +158,8 @@ class ServedModel:
         return {"max_tokens": self.default_max_tokens, "context_length": self.context_length}
 
     async def _complete(self, completer: TokenCompleter, prompts: Sequence[types.ModelInput],
-                        request: ChatCompletionRequest | CompletionRequest) -> list[list[TokensWithLogprobs]]:
-        """Every prompt's samples; all requests reach the backend before any is awaited (so they are batched)."""
+                        request: ChatCompletionRequest | CompletionRequest) -> list[types.SampleResponse]:
+        """Every prompt's response; all requests reach the backend before any is awaited (so they are batched)."""
         if len(prompts) * request.n > self.max_rows:
             raise ApiError(400, f"{len(prompts)} prompts x n={request.n} is more than the {self.max_rows} rows "
                                 "one request may ask for", param="n")
@@ -159,15 +173,25 @@ class ServedModel:
             self._pending -= 1
 
     async def _complete_now(self, completer: TokenCompleter, prompts: Sequence[types.ModelInput],
-                            request: ChatCompletionRequest | CompletionRequest) -> list[list[TokensWithLogprobs]]:
+                            request: ChatCompletionRequest | CompletionRequest) -> list[types.SampleResponse]:
         for prompt in prompts:
             if completer.params(prompt) is None:
                 raise ApiError(400, f"the prompt has {prompt.length} tokens; the model's context is "
                                f"{self.context_length}", param="messages", code="context_length_exceeded")
         try:
-            return list(await asyncio.gather(*(completer.complete_async(p, request.n) for p in prompts)))
+            responses = await asyncio.gather(*(completer.respond_async(p, request.n) for p in prompts))
         except UserError as exc:  # the backend rejected it (bad token ids, over-long, ...)
             raise _rejected(exc) from None
+        return [r for r in responses if r is not None]  # None only without room, refused above
+
+
+def _logprobs_count(value: bool | int | None) -> int:
+    """``logprobs`` of a completions request: how many top tokens per position (0 when absent)."""
+    if value is None or value is False:
+        return 0
+    if value is True or not 0 <= int(value) <= MAX_LOGPROBS:
+        raise ApiError(400, f"logprobs must be an integer from 0 to {MAX_LOGPROBS}", param="logprobs")
+    return int(value)
 
 
 def _cut(text: str, stops: Sequence[str]) -> str:
@@ -176,7 +200,7 @@ def _cut(text: str, stops: Sequence[str]) -> str:
     return text[: min(cuts)] if cuts else text
 
 
-def _usage(prompt_tokens: int, sequences: Sequence[TokensWithLogprobs]) -> dict[str, int]:
+def _usage(prompt_tokens: int, sequences: Sequence[TokensWithLogprobs | types.SampledSequence]) -> dict[str, int]:
     completion = sum(len(s.tokens) for s in sequences)
     return {"prompt_tokens": prompt_tokens, "completion_tokens": completion, "total_tokens": prompt_tokens + completion}
 

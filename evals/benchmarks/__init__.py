@@ -69,20 +69,30 @@ def benchmark_class(name: str) -> type[Benchmark]:
 def known_benchmark(config: Any, attr: str) -> None:
     """chz field validator: the option ``attr`` is None or names benchmarks (comma-separated; ``name:<arg>``
     as ``get_benchmark`` takes it), checked when the command line is parsed."""
+    from evals.external import PREFIXES
+
     value = getattr(config, attr)
     for spec in (value or "").split(","):
-        if spec.strip():
-            benchmark_class(spec.strip().partition(":")[0])
+        name = spec.strip().partition(":")[0]
+        if name and name not in PREFIXES:  # another harness's task is looked up when it runs
+            benchmark_class(name)
 
 
 def get_benchmark(spec: str, *, source: str | None = None, split: str | None = None,
                   instruction: str | None = None, data_dir: str | None = None) -> Benchmark:
-    """The benchmark named by ``spec`` (``name`` or ``name:<arg>``, e.g. ``addition:3``).
+    """The benchmark named by ``spec`` (``name`` or ``name:<arg>``, e.g. ``addition:3``), or a task of
+    another harness (``inspect:<task>``, ``lm_eval:<task>``: an ``evals.external.ExternalEval``).
 
     ``source`` (a file or hub id), ``split`` and ``data_dir`` (a folder laid out like
     ``../shared/data``, instead of ``$COOKBOOK_EVAL_DATA``) apply to benchmarks read from data
     (``data_dir`` is ignored by the others); ``instruction`` replaces the text appended to each question.
     """
+    from evals.external import external_eval
+
+    if (external := external_eval(spec)) is not None:  # inspect:<task>, lm_eval:<task>
+        if source is not None or split is not None:
+            raise ConfigError(f"{external.name} reads its own data: it takes no source or split")
+        return external  # type: ignore[return-value]  # stands where a benchmark stands
     name, sep, arg = spec.strip().partition(":")
     cls = benchmark_class(name)
     options: dict[str, Any] = {k: v for k, v in (("source", source), ("split", split)) if v is not None}

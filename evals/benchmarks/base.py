@@ -125,15 +125,21 @@ class DatasetBenchmark(MathBenchmark):
         local = local.format(split=self.split) if local else None
         self.source = source or default_source(local, self.hub, data_dir)
 
-    @abstractmethod
     def row(self, row: dict[str, Any], where: str) -> tuple[str, str]:
-        """(question, reference answer) of one row; ``where`` names it for error messages."""
+        """(question, reference answer) of one row; ``where`` names it for error messages (implement
+        this or :meth:`problem_from_row`)."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither row() nor problem_from_row()")
+
+    def problem_from_row(self, index: int, row: dict[str, Any], where: str) -> BenchmarkProblem:
+        """The problem of one row (default: :meth:`row`'s question and reference); benchmarks whose
+        problems carry more than a reference (tests, choices) override this instead of :meth:`row`."""
+        return self.problem(str(index), *self.row(row, where))
 
     def load(self) -> list[BenchmarkProblem]:
         rows = load_rows(self.source, self.split)
         if not rows:
             raise ConfigError(f"{self.source}: no rows for benchmark {self.name}")
-        return [self.problem(str(i), *self.row(row, rows.where(i))) for i, row in enumerate(rows)]
+        return [self.problem_from_row(i, row, rows.where(i)) for i, row in enumerate(rows)]
 
     def identity(self) -> dict[str, Any]:
         return {**super().identity(), "source": self.source, "split": self.split}

@@ -106,7 +106,7 @@ def test_bad_chat_requests_get_openai_error_bodies(server, client, checkpoint, b
 
 
 def test_bad_completion_requests_and_unknown_routes(server):
-    for body in (b'{"prompt": ""}', b'{"prompt": [999999]}', b'{"prompt": "x", "echo": true}', b'{"prompt": 5}'):
+    for body in (b'{"prompt": ""}', b'{"prompt": [999999]}', b'{"prompt": "x", "logprobs": 99}', b'{"prompt": 5}'):
         response = httpx.post(server.url + "/v1/completions", content=body, timeout=30)
         assert response.status_code == 400 and response.json()["error"]["message"], body
     assert httpx.get(server.url + "/v1/nothing").json()["error"]["message"].startswith("Not Found")
