@@ -3,7 +3,9 @@
 Every loop resumes the same way (through :mod:`cookbook.run`): the last record with a
 ``state_path`` in the run directory's ``checkpoints.jsonl`` is loaded with its optimizer state (so
 the continued run ends with the same weights as an uninterrupted one), metrics of the steps that
-will run again are dropped, and a run with a ``final`` checkpoint is not trained again.
+will run again are dropped, and a run with a ``final`` checkpoint is not trained again. A
+checkpoint that cannot be loaded is dropped with a warning and the one before it is used
+(:func:`load_last`).
 
 May import ``cookbook.primitives`` and ``cookbook.run_dir``.
 """
@@ -12,8 +14,15 @@ from __future__ import annotations
 
 from typing import Protocol
 
+import tinker
+
+from cookbook.errors import UserError, first_line
 from cookbook.primitives import ServiceClient, TrainingClient, ready
 from cookbook.run_dir import CheckpointRecord, RunDir
+
+# What loading a damaged or missing checkpoint raises: the local backend's user errors
+# (CheckpointNotFoundError, CheckpointCorruptError), the hosted service's failed requests.
+LOAD_ERRORS = (UserError, tinker.RequestFailedError, tinker.NotFoundError, tinker.BadRequestError)
 
 
 class StartSettings(Protocol):
@@ -33,12 +42,12 @@ class StartSettings(Protocol):
 
 
 def start_or_resume(run: RunDir, service: ServiceClient, config: StartSettings) -> tuple[TrainingClient, int]:
-    """(training client, steps already done): the last checkpoint's weights and optimizer when the run
-    has one; otherwise a fresh LoRA client, or ``config.load_checkpoint_path``'s weights with a fresh
-    optimizer."""
-    last = run.last_checkpoint()
-    client: TrainingClient
-    if last is None or last.state_path is None:
+    """(training client, steps already done): the last loadable checkpoint's weights and optimizer when
+    the run has one; otherwise a fresh LoRA client, or ``config.load_checkpoint_path``'s weights with a
+    fresh optimizer."""
+    loaded = load_last(run, service, with_optimizer=True)
+    if loaded is None:
+        client: TrainingClient
         if config.load_checkpoint_path:
             client = ready(service.create_training_client_from_state(config.load_checkpoint_path))
         else:
@@ -46,10 +55,26 @@ def start_or_resume(run: RunDir, service: ServiceClient, config: StartSettings) 
                                                                seed=config.seed))
         run.truncate_metrics(0)
         return client, 0
-    client = ready(service.create_training_client_from_state_with_optimizer(last.state_path))
+    client, last = loaded
     run.truncate_metrics(last.step)
     run.logger.info("resuming from %s at step %d", last.state_path, last.step)
     return client, last.step
+
+
+def load_last(run: RunDir, service: ServiceClient, *, with_optimizer: bool
+              ) -> tuple[TrainingClient, CheckpointRecord] | None:
+    """A client of the newest checkpoint that loads (with its optimizer state if asked), and its record.
+    Checkpoints that cannot be loaded (deleted, cut off by a crash mid-save) are dropped from the run's
+    records with a warning, so the one before them is used; None when none is left."""
+    while (last := run.last_checkpoint()) is not None:
+        assert last.state_path is not None
+        create = (service.create_training_client_from_state_with_optimizer if with_optimizer
+                  else service.create_training_client_from_state)
+        try:
+            return ready(create(last.state_path)), last
+        except LOAD_ERRORS as exc:
+            run.drop_checkpoint(last, f"{type(exc).__name__}: {first_line(str(exc))}")
+    return None
 
 
 def save_checkpoint(run: RunDir, training_client: TrainingClient, steps_done: int) -> CheckpointRecord:

@@ -23,18 +23,78 @@ May import ``cookbook.backend`` (the factory), ``cookbook.lr_schedules``, ``cook
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import chz
 from tinker import types
 
 from cookbook.backend import BackendName, service_client
+from cookbook.errors import ConfigError
 from cookbook.lr_schedules import ScheduleName, lr_at
 from cookbook.primitives import ServiceClient
 from cookbook.run_dir import IfExists
 
+# Numeric options and the values they take, checked when a config is made (so on the command line,
+# before a run directory is written or a model loaded), in every config that has the option:
+# name -> (lowest, highest, is the lowest excluded). None: no bound.
+RANGES: dict[str, tuple[float | None, float | None, bool]] = {
+    # the run and the optimizer
+    "lora_rank": (1, None, False), "max_steps": (1, None, False), "eval_every": (0, None, False),
+    "save_every": (0, None, False), "learning_rate": (0, None, False), "warmup_steps": (0, None, False),
+    "min_lr_ratio": (0, 1, False), "weight_decay": (0, None, False), "grad_clip_norm": (0, None, False),
+    "beta1": (0, 1, False), "beta2": (0, 1, False),
+    # data and batches
+    "batch_size": (1, None, False), "max_tokens_per_batch": (1, None, False), "num_epochs": (1, None, False),
+    "max_length": (1, None, False), "max_examples": (1, None, False), "n_train": (1, None, False),
+    "n_test": (1, None, False), "digits": (1, None, False), "n_eval": (0, None, False),
+    # preference
+    "beta": (0, None, True), "sft_weight": (0, None, False),
+    # RL and distillation
+    "groups_per_batch": (1, None, False), "group_size": (1, None, False), "max_tokens": (1, None, False),
+    "temperature": (0, None, False), "max_turns": (1, None, False), "max_episode_tokens": (1, None, False),
+    "num_substeps": (1, None, False), "kl_penalty_coef": (0, None, False), "log_groups": (0, None, False),
+    "max_staleness": (0, None, False), "kl_samples": (1, None, False),
+}
+
+
+def check_ranges(config: object) -> None:
+    """:class:`ConfigError` naming the option and what it takes, for a value outside ``RANGES``."""
+    for name, (low, high, open_low) in RANGES.items():
+        value = getattr(config, name, None)
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        too_low = low is not None and (value <= low if open_low else value < low)
+        if too_low or (high is not None and value > high) or value != value:  # NaN
+            wanted = (f"> {low:g}" if open_low else f">= {low:g}") if high is None else f"in [{low:g}, {high:g}]"
+            raise ConfigError(f"{name} must be {wanted}, got {value!r}")
+
+
+def check_log_path(log_path: str) -> None:
+    """:class:`ConfigError` unless ``log_path`` can be a run directory: not a file, not under one, and
+    writable (checked at the deepest part that exists)."""
+    path = Path(log_path).expanduser().absolute()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"log_path {log_path} is a file, not a directory; choose another log_path")
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"log_path {log_path} lies under {existing}, which is a file; choose another log_path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"log_path {log_path}: {existing} is not writable; choose another log_path")
+
 
 @chz.chz
 class RunConfig:
-    """Run settings: the run directory, the backend, the seed, logging."""
+    """Run settings: the run directory, the backend, the seed, logging. Every loop's config inherits
+    it, so every numeric option named in ``RANGES`` is checked when the config is made."""
+
+    @chz.validate
+    def _check_ranges(self) -> None:
+        check_ranges(self)
+
+    @chz.validate
+    def _check_log_path(self) -> None:
+        check_log_path(self.log_path)
 
     log_path: str = "runs/run"
     if_exists: IfExists = "resume"  # what to do when log_path already holds a run: resume, overwrite, refuse

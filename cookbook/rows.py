@@ -79,8 +79,21 @@ def read_rows(source: str, split: str = "train") -> Rows:
     if name.endswith(".parquet"):
         import datasets
 
-        return Rows(datasets.Dataset.from_parquet(str(path)), lambda i: f"{path} row {i}")
+        if not _has_parquet_magic(path):  # checked here: datasets would log its own error first
+            raise DataError(f"{path}: cannot be read as a parquet file (no PAR1 header and footer)")
+        try:
+            table = datasets.Dataset.from_parquet(str(path))
+        except Exception as exc:  # noqa: BLE001 - pyarrow's errors for a file that is not parquet
+            raise DataError(f"{path}: cannot be read as a parquet file ({first_line(str(exc))})") from None
+        return Rows(table, lambda i: f"{path} row {i}")
     raise DataError(f"{path}: unsupported data file; a data source is {SOURCES}")
+
+
+def _has_parquet_magic(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(4)
+        f.seek(max(path.stat().st_size - 4, 0))
+        return head == b"PAR1" and f.read(4) == b"PAR1" and path.stat().st_size >= 12
 
 
 def read_jsonl(path: str | Path) -> tuple[list[dict[str, Any]], Where]:
@@ -89,17 +102,32 @@ def read_jsonl(path: str | Path) -> tuple[list[dict[str, Any]], Where]:
     path = Path(path)
     rows: list[dict[str, Any]] = []
     lines: list[int] = []
-    with (gzip.open(path, "rt") if path.name.endswith(".gz") else open(path)) as f:
-        for number, line in enumerate(f, start=1):
-            if line.strip():
-                rows.append(_object(_parse(line, path, number, "each line must be one JSON object"),
-                                    f"{path}:{number}"))
-                lines.append(number)
+    try:
+        opened = gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
+        with opened as f:
+            for number, raw in enumerate(f, start=1):
+                line = _text(raw, f"{path}:{number}")
+                if line.strip():
+                    rows.append(_object(_parse(line, path, number, "each line must be one JSON object"),
+                                        f"{path}:{number}"))
+                    lines.append(number)
+    except (gzip.BadGzipFile, EOFError, OSError) as exc:
+        raise DataError(f"{path}: cannot be read as a {'gzip-compressed ' if path.name.endswith('.gz') else ''}"
+                        f"JSONL file ({first_line(str(exc)) or type(exc).__name__})") from None
     return rows, lambda i: f"{path}:{lines[i]}"
 
 
+def _text(raw: bytes, where: str) -> str:
+    """A line of a data file as text; a binary file (not UTF-8) is a :class:`DataError` at ``where``."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{where}: not UTF-8 text (byte {raw[exc.start]:#04x} at column {exc.start + 1}); "
+                        "a data file is JSON lines in UTF-8") from None
+
+
 def _json(path: Path, split: str) -> Rows:
-    data = _parse(path.read_text(), path, None, "a .json data file holds a list of rows")
+    data = _parse(_text(path.read_bytes(), str(path)), path, None, "a .json data file holds a list of rows")
     if isinstance(data, dict) and isinstance(data.get(split), list):
         data = data[split]
     if not isinstance(data, list):

@@ -51,7 +51,7 @@ from cookbook.config import LoopConfig, make_service
 from cookbook.hooks import Hook, Hooks, SamplingHookFn
 from cookbook.metric_logger import MetricLogger
 from cookbook.pipeline import every, run_pipelined
-from cookbook.primitives import ServiceClient, TrainingClient, ready
+from cookbook.primitives import ServiceClient, TrainingClient
 from cookbook.progress import StepProgress
 from cookbook.run_dir import RunDir
 
@@ -148,12 +148,14 @@ class Run:
             raise RuntimeError("the run has no result until its with-block ends without an exception")
         return self._result
 
-    def _finished_result(self) -> RunResult:
-        """The result of a run that already finished: nothing is trained again; a client of its last weights."""
+    def _finished_result(self) -> RunResult | None:
+        """The result of a run that already finished: nothing is trained again; a client of its last weights.
+        None when its final checkpoint turns out not to load (it is dropped: the run resumes before it)."""
+        loaded = checkpointing.load_last(self.dir, self.service, with_optimizer=False)
+        if not self.dir.is_finished():
+            return None
         self.dir.logger.info("run already finished; nothing to do")
-        last = self.dir.last_checkpoint()
-        client = ready(self.service.create_training_client_from_state(last.state_path)) \
-            if last and last.state_path else None
+        client = loaded[0] if loaded else None
         final = [r for r in self.dir.checkpoints() if r.final][-1]
         return RunResult(client, self.total, final.state_path, final.sampler_path, self.dir.metrics(), self.total,
                          self.dir.path)

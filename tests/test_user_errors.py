@@ -85,6 +85,57 @@ def test_a_bad_option_value_stops_at_parse_time_naming_the_allowed_values(args, 
     assert repr(bad) in line and all(value in line for value in allowed), line
 
 
+@pytest.mark.parametrize("args,expected", [
+    (["run", "sl/chat_sft", "batch_size=0"], "batch_size must be >= 1, got 0"),
+    (["run", "sl/chat_sft", "batch_size=-4"], "batch_size must be >= 1, got -4"),
+    (["run", "rl/addition", "max_steps=-1"], "max_steps must be >= 1, got -1"),
+    (["run", "dpo/addition", "beta=-1"], "beta must be > 0, got -1.0"),
+    (["run", "rl/addition", "learning_rate=-0.1"], "learning_rate must be >= 0, got -0.1"),
+])
+def test_out_of_range_numbers_stop_before_the_run_directory_is_written(args, expected, tmp_path, monkeypatch,
+                                                                       capsys):
+    import importlib
+
+    module = importlib.import_module("recipes." + args[1].replace("/", "."))
+    monkeypatch.setattr(module, "main", lambda config: pytest.fail("the recipe ran with a bad option"))
+    run = tmp_path / "run"
+    assert cookbook_main([*args, f"log_path={run}"]) == 2
+    assert expected in one_line_error(capsys.readouterr().err)
+    assert not run.exists()  # so the corrected command on the same log_path is not "a different configuration"
+
+
+def test_log_path_that_cannot_be_a_directory_is_one_line(tmp_path, capsys):
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    for log_path in (a_file, a_file / "run"):
+        assert cookbook_main(["run", "rl/addition", f"log_path={log_path}"]) == 2
+        line = one_line_error(capsys.readouterr().err)
+        assert "log_path" in line and str(a_file) in line
+    assert a_file.read_text() == "x"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_unwritable_log_path_is_one_line(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        assert cookbook_main(["run", "rl/addition", f"log_path={locked / 'run'}"]) == 2
+        assert "log_path" in one_line_error(capsys.readouterr().err)
+    finally:
+        locked.chmod(0o700)
+
+
+@pytest.mark.parametrize("name,payload", [("chats.jsonl", b"\x00\xff\xfe binary \x89PNG"),
+                                          ("chats.jsonl.gz", b"not gzip at all"),
+                                          ("chats.parquet", b"PAR1 not parquet")])
+def test_binary_or_damaged_data_file_is_one_line(name, payload, tmp_path, capsys):
+    data = tmp_path / name
+    data.write_bytes(payload)
+    assert cookbook_main(["run", "sl/chat_sft", f"data.source={data}", f"log_path={tmp_path / 'run'}"]) == 2
+    assert str(data) in one_line_error(capsys.readouterr().err)
+
+
 def _run_cli(args: list[str], **env: str) -> subprocess.CompletedProcess:
     """``cookbook ...`` in a subprocess with the hub offline (no test may wait on the network)."""
     base = {k: v for k, v in os.environ.items() if k != "COOKBOOK_DEBUG"}

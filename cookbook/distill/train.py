@@ -87,11 +87,13 @@ def distill_advantages(sequences: Sequence[RLSequence], teacher: SamplingClient,
 
 
 def reverse_kl_hook(teacher: SamplingClient, builders: Sequence[EnvGroupBuilder], *, max_tokens: int = 64,
-                    max_turns: int = 16, every: int | None = None) -> Hook:
+                    max_turns: int = 16, every: int | None = None, seed: int = 0) -> Hook:
     """A sampling hook: the student (the hook's client) answers ``builders``' envs at temperature 1 and
     ``teacher`` scores the answers; :func:`reverse_kl_metrics` and ``reward`` (the envs' mean reward).
-    The same builders at every call keep the values of different steps comparable."""
-    settings = RolloutSettings(max_tokens=max_tokens, temperature=1.0, max_turns=max_turns, on_error="fail")
+    The same builders and sampling seeds at every call keep the values of different steps comparable
+    (and a rerun's equal to the first run's)."""
+    settings = RolloutSettings(max_tokens=max_tokens, temperature=1.0, max_turns=max_turns, on_error="fail",
+                               seed=seed)
 
     def run(student: SamplingClient) -> dict[str, float]:
         groups, _ = rollout_batch(builders, student, settings)

@@ -7,8 +7,11 @@ runs out ends there, its last reward standing). An exception in an env or a samp
 follows ``on_error``: ``fail`` (raise), ``retry`` (run the whole group again, up to
 ``max_retries`` times, then drop it) or ``drop`` (leave the group out of the batch).
 
-Every reply is sampled through :class:`cookbook.completers.TokenCompleter`. May import
-``cookbook.rl.types``, ``cookbook.completers``, ``cookbook.primitives`` and ``tinker``.
+Every reply is sampled through :class:`cookbook.completers.TokenCompleter`, with its own seed derived
+from ``RolloutSettings.seed`` (the RL loop's: run seed and step) and the reply's group, attempt,
+episode and turn, so a batch samples the same replies whatever order the requests run in: a rerun
+and a resumed run sample exactly what the first run sampled. May import ``cookbook.rl.types``,
+``cookbook.completers``, ``cookbook.seeds``, ``cookbook.primitives`` and ``tinker``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from cookbook import seeds
 from cookbook.completers import TokenCompleter
 from cookbook.primitives import SamplingClient
 from cookbook.rl.types import Env, EnvGroupBuilder, Trajectory, TrajectoryGroup, Transition
@@ -37,20 +41,28 @@ class RolloutSettings:
     max_episode_tokens: int | None = None  # observation + action tokens of the last turn's prompt
     on_error: OnError = "drop"
     max_retries: int = 1
+    seed: int | None = None  # the batch's seed: every reply gets its own, derived from it (None: unseeded)
+
+
+def _seed(settings: RolloutSettings, *indices: int) -> int | None:
+    """The sampling seed of one request: (batch seed, group, attempt, episode, turn) mixed; None unseeded."""
+    return None if settings.seed is None else seeds.mix(settings.seed, *indices)
 
 
 async def _maybe_await(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
 
-async def run_episode(env: Env, sampler: SamplingClient, settings: RolloutSettings) -> Trajectory:
-    """One episode: sample an action for each observation until the env is done or a budget ends."""
+async def run_episode(env: Env, sampler: SamplingClient, settings: RolloutSettings,
+                      where: tuple[int, ...] = ()) -> Trajectory:
+    """One episode: sample an action for each observation until the env is done or a budget ends.
+    ``where`` (group, attempt, episode) seeds each turn's request with ``settings.seed``."""
     observation = await _maybe_await(env.initial_observation())
     transitions: list[Transition] = []
-    for _ in range(settings.max_turns):
+    for turn in range(settings.max_turns):
         completer = TokenCompleter(sampler, max_tokens=settings.max_tokens, temperature=settings.temperature,
                                    stop=observation.stop)
-        sampled = (await completer.complete_async(observation.model_input))[0]
+        sampled = (await completer.complete_async(observation.model_input, seed=_seed(settings, *where, turn)))[0]
         action = sampled.tokens
         result = await _maybe_await(env.step(action))
         transitions.append(Transition(observation.model_input, action, list(sampled.logprobs or [0.0] * len(action)),
@@ -66,14 +78,16 @@ async def run_episode(env: Env, sampler: SamplingClient, settings: RolloutSettin
     return Trajectory(transitions)
 
 
-async def run_group(builder: EnvGroupBuilder, sampler: SamplingClient, settings: RolloutSettings
-                    ) -> TrajectoryGroup | None:
-    """The group's episodes, concurrently; None when it failed and ``on_error`` drops it."""
+async def run_group(builder: EnvGroupBuilder, sampler: SamplingClient, settings: RolloutSettings,
+                    index: int = 0) -> TrajectoryGroup | None:
+    """The group's episodes, concurrently; None when it failed and ``on_error`` drops it. ``index``: the
+    group's place in the batch (its episodes' sampling seeds derive from it)."""
     attempts = 1 + (settings.max_retries if settings.on_error == "retry" else 0)
     for attempt in range(attempts):
         try:
             envs = await _maybe_await(builder.make_envs())
-            trajectories = list(await asyncio.gather(*(run_episode(e, sampler, settings) for e in envs)))
+            trajectories = list(await asyncio.gather(*(run_episode(e, sampler, settings, (index, attempt, i))
+                                                       for i, e in enumerate(envs))))
             extra = builder.group_rewards(trajectories)
             rewards = [t.total_reward + float(x) for t, x in zip(trajectories, extra)]
             return TrajectoryGroup(builder, trajectories, rewards)
@@ -87,7 +101,7 @@ async def run_group(builder: EnvGroupBuilder, sampler: SamplingClient, settings:
 async def run_groups(builders: Sequence[EnvGroupBuilder], sampler: SamplingClient, settings: RolloutSettings
                      ) -> tuple[list[TrajectoryGroup], int]:
     """Every group of a batch concurrently: (the groups that succeeded, how many were dropped)."""
-    results = await asyncio.gather(*(run_group(b, sampler, settings) for b in builders))
+    results = await asyncio.gather(*(run_group(b, sampler, settings, i) for i, b in enumerate(builders)))
     groups = [g for g in results if g is not None]
     return groups, len(results) - len(groups)
 

@@ -24,6 +24,7 @@ imports no other loop.
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 import time
@@ -35,6 +36,7 @@ from typing import Any, Literal, get_args
 import chz
 import numpy as np
 
+from cookbook import seeds
 from cookbook.completers import sampling_client
 from cookbook.config import LoopConfig
 from cookbook.hooks import Hook, SamplingHookFn
@@ -203,7 +205,8 @@ class _Samplers:
 def _sample(config: RLConfig, dataset: RLDataset, samplers: _Samplers, step: int) -> Batch:
     version, client = samplers.for_step(step)
     started = time.monotonic()
-    groups, dropped = rollout_batch(dataset.get_batch(step), client, config.rollout_settings())
+    settings = dataclasses.replace(config.rollout_settings(), seed=seeds.derived_seed(config.seed, step))
+    groups, dropped = rollout_batch(dataset.get_batch(step), client, settings)
     return Batch(step, version, groups, dropped, time.monotonic() - started)
 
 

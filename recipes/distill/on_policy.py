@@ -79,7 +79,7 @@ def main(config: Config) -> dict:
     teacher = config.teacher().sampling_client(service)
     accuracy = accuracy_hook(task, test_problems, renderer, max_tokens=config.max_tokens)
     heldout_kl = reverse_kl_hook(teacher, [TaskGroupBuilder(task, p, renderer, config.kl_samples)
-                                           for p in test_problems], max_tokens=config.max_tokens)
+                                           for p in test_problems], max_tokens=config.max_tokens, seed=config.seed)
     student = sampling_client(service, config.base_model, config.load_checkpoint_path)
     teacher_accuracy = accuracy(teacher)["accuracy"]
     before, kl_before = accuracy(student)["accuracy"], heldout_kl(student)["reverse_kl"]

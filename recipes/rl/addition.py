@@ -32,6 +32,7 @@ class Config(RLConfig):
     n_test: int = 200
     groups_per_batch: int = 32  # problems per step
     group_size: int = 8  # answers per problem
+    format_reward: float = 0.0  # an answer that does not parse as a number (< 0 teaches the format first)
     max_tokens: int = 6  # up to 3 digits and the end-of-turn token, with room to spare
     learning_rate: float = 1e-4  # 2e-4 and 3e-4 made the policy collapse (reward fell) in measurements
     grad_clip_norm: float = 1.0
@@ -45,7 +46,7 @@ def main(config: Config) -> dict:
     task = AdditionTask(digits=config.digits)
     train_problems, test_problems = task.held_out_split(config.n_train, config.n_test, seed=config.seed)
     dataset = TaskRLDataset(task, train_problems, renderer, groups_per_batch=config.groups_per_batch,
-                            group_size=config.group_size, seed=config.seed)
+                            group_size=config.group_size, format_reward=config.format_reward, seed=config.seed)
     evaluate = accuracy_hook(task, test_problems, renderer, max_tokens=config.max_tokens)
     service = make_service(config)
     before = evaluate(sampling_client(service, config.base_model, config.load_checkpoint_path))["accuracy"]

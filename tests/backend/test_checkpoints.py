@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import subprocess
+import sys
 
 import peft
 import pytest
@@ -11,7 +15,7 @@ import transformers
 from backend_helpers import DEVICE, DTYPE, LOW_PRECISION, assert_close, make_datum
 from tinker import types
 
-from cookbook.backend.local import errors
+from cookbook.backend.local import ServiceClient, errors
 from recipes.__main__ import main as cli_main
 
 SEQS = [[72, 101, 108, 108, 111, 33, 10], [49, 43, 50, 61, 51, 10], [100 + i for i in range(20)]]
@@ -120,3 +124,19 @@ def test_export_of_unknown_checkpoint_fails_cleanly(tmp_path, capsys):
     assert cli_main(["export", str(tmp_path / "nope"), "--merged", str(tmp_path / "out")]) == 2
     assert "no checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_unfinished_saves_of_killed_processes_are_removed_when_a_service_starts(tmp_path, caplog):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    weights = tmp_path / "run-1" / "weights"
+    killed = weights / f".step_000004-{dead}-x1y2"  # a save cut off by SIGKILL: never renamed into place
+    running = weights / f".step_000006-{os.getpid()}-z3"  # a save still in progress in a live process
+    done = weights / "step_000002"
+    for d in (killed, running, done):
+        d.mkdir(parents=True)
+        (d / "adapter.safetensors").write_bytes(b"partial")
+    with caplog.at_level(logging.WARNING):
+        ServiceClient(checkpoint_root=tmp_path)
+    assert not killed.exists() and running.exists() and done.exists()
+    assert str(killed) in caplog.text and "killed" in caplog.text

@@ -13,11 +13,14 @@ plain filesystem path to such a directory works everywhere a path is accepted.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import tempfile
+import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -69,7 +72,50 @@ def resolve(path: str | os.PathLike, root: Path) -> Path:
 
 
 def read_info(directory: Path) -> CheckpointInfo:
-    return CheckpointInfo.from_json((directory / "checkpoint.json").read_text())
+    with _readable(directory / "checkpoint.json"):
+        return CheckpointInfo.from_json((directory / "checkpoint.json").read_text())
+
+
+@contextlib.contextmanager
+def _readable(file: Path) -> Iterator[None]:
+    """A checkpoint file that exists but cannot be parsed raises :class:`errors.CheckpointCorruptError`."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise errors.CheckpointNotFoundError(f"checkpoint file {file} is missing") from None
+    except Exception as exc:  # noqa: BLE001 - json, safetensors and torch each raise their own kinds
+        raise errors.CheckpointCorruptError(
+            f"checkpoint file {file} cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+        ) from None
+
+
+_LEGACY_AGE_S = 3600  # saves of older versions carry no pid: theirs are stale after an hour
+_TEMPORARY = re.compile(r"\.(?P<name>.+)-(?P<pid>\d+)-[^-]+")  # a save in progress: .<name>-<pid>-<random>
+
+
+def remove_stale_saves(root: Path) -> list[Path]:
+    """Delete the temporary directories of saves whose process is gone (killed mid-save); returns them.
+    A save writes ``<run>/<kind>/.<name>-<pid>-<random>/`` and renames it into place when complete."""
+    removed = []
+    for tmp in root.glob("*/*/.*"):
+        match = _TEMPORARY.fullmatch(tmp.name)
+        stale = (not _alive(int(match["pid"]))) if match else time.time() - tmp.stat().st_mtime > _LEGACY_AGE_S
+        if tmp.is_dir() and stale:
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 MAX_NAME_BYTES = 128
@@ -95,7 +141,7 @@ def write(
         how = "pass overwrite=True" if kind == TRAINING else "choose another name"
         raise errors.InvalidRequestError(f"checkpoint {SCHEME}{run_id}/{kind}/{name} exists; {how}")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-{os.getpid()}-", dir=target.parent))
     try:
         save_file({k: v.cpu().contiguous() for k, v in adapter.state_dict().items()}, tmp / "adapter.safetensors")
         if optimizer_state is not None:
@@ -110,11 +156,13 @@ def write(
 
 
 def load_adapter_weights(directory: Path) -> dict[str, torch.Tensor]:
-    return load_file(directory / "adapter.safetensors")
+    with _readable(directory / "adapter.safetensors"):
+        return load_file(directory / "adapter.safetensors")
 
 
 def load_optimizer_state(directory: Path) -> dict:
     file = directory / "optimizer.pt"
     if not file.is_file():
         raise errors.CheckpointNotFoundError(f"{directory} holds no optimizer state (it is a sampler checkpoint)")
-    return torch.load(file, map_location="cpu", weights_only=True)
+    with _readable(file):
+        return torch.load(file, map_location="cpu", weights_only=True)

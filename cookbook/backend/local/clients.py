@@ -9,6 +9,7 @@ leaving all state untouched) and returns a :class:`LocalFuture`.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import time
 import uuid
@@ -31,6 +32,8 @@ from .sampler import SampleJob
 
 CustomLossFn = Callable[[list[types.Datum], list[torch.Tensor]], tuple[torch.Tensor, dict[str, float]]]
 
+
+logger = logging.getLogger(__name__)
 
 class _ReadyClient:
     """Lets ``factory(...).result()`` and ``await factory(...)`` work as with the SDK."""
@@ -68,6 +71,8 @@ class ServiceClient(_ReadyClient):
     ) -> None:
         self.engine = engine or default_engine(device, dtype, activation_checkpointing)
         self.checkpoint_root = Path(checkpoint_root) if checkpoint_root else checkpoints.default_root()
+        for leftover in checkpoints.remove_stale_saves(self.checkpoint_root):
+            logger.warning("removed %s, the unfinished save of a process that was killed", leftover)
         self.session_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         self._run_counter = itertools.count()
         self._sampler_counter = itertools.count()

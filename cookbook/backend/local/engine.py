@@ -9,11 +9,18 @@ Training requests run one at a time, in the order they were submitted (so per-cl
 Sampling requests read frozen adapter snapshots, so they do not depend on training requests:
 when the worker reaches one, it takes every sampling request queued for the same base model,
 including ones submitted after later training requests, and decodes them as one batch.
+
+Which requests share a batch depends on when they arrive (a few milliseconds' window), and a batch's
+shape changes a row's floating-point results in the last bits. With ``COOKBOOK_DETERMINISTIC=1``
+(or ``Engine(deterministic=True)``) every sampling request is decoded in a batch of its own, so its
+tokens and logprobs depend only on the request: runs that sample concurrently (RL, on-policy
+distillation) are then bitwise reproducible on CPU, at the cost of batching.
 """
 
 from __future__ import annotations
 
 import atexit
+import os
 import threading
 import time
 from collections import deque
@@ -54,11 +61,13 @@ class Engine:
         max_sample_rows: int = 256,
         train_token_budget: int = 16384,
         activation_checkpointing: bool = False,
+        deterministic: bool | None = None,
     ) -> None:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.coalesce_window_s = coalesce_window_s
         self.max_sample_rows = max_sample_rows
+        self.deterministic = deterministic  # None: $COOKBOOK_DETERMINISTIC, read at each request
         self.train_token_budget = train_token_budget
         self.activation_checkpointing = activation_checkpointing
         self._models: dict[str, BaseModel] = {}
@@ -135,8 +144,15 @@ class Engine:
                 item = self._queue.popleft()
             if isinstance(item, _Op):
                 self._run_op(item)
+            elif self._sample_alone():
+                self._run_samples([item])
             else:
                 self._run_samples(self._gather_samples(item))
+
+    def _sample_alone(self) -> bool:
+        if self.deterministic is not None:
+            return self.deterministic
+        return os.environ.get("COOKBOOK_DETERMINISTIC", "") not in ("", "0")
 
     @staticmethod
     def _run_op(op: _Op) -> None:

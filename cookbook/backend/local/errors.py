@@ -50,6 +50,10 @@ class CheckpointNotFoundError(LocalBackendError, FileNotFoundError):
     """No checkpoint exists at the given path."""
 
 
+class CheckpointCorruptError(LocalBackendError, ValueError):
+    """A checkpoint's files exist but cannot be read (cut off by a crash, or not a checkpoint's files)."""
+
+
 class OptimizerParamsError(LocalBackendError, TypeError):
     """optim_step got parameters of the wrong kind."""
 
