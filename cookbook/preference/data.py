@@ -196,8 +196,8 @@ class KTOItem(NamedTuple):
 def unpaired(comparisons: Sequence[Comparison]) -> list[LabeledCompletion]:
     """KTO data from comparisons with no pairing left in it: the chosen completion of the even-numbered
     comparisons (desirable) and the rejected completion of the odd-numbered ones (undesirable)."""
-    return [LabeledCompletion(c.prompt, c.chosen, True) if i % 2 == 0 else LabeledCompletion(c.prompt, c.rejected, False)
-            for i, c in enumerate(comparisons)]
+    return [LabeledCompletion(c.prompt, c.chosen, True) if i % 2 == 0
+            else LabeledCompletion(c.prompt, c.rejected, False) for i, c in enumerate(comparisons)]
 
 
 def labeled_to_items(labeled: Sequence[LabeledCompletion], renderer: Renderer, max_length: int | None = None, *,

@@ -72,7 +72,8 @@ class LossSettings:
 
     def __post_init__(self) -> None:
         if self.loss_type not in PREFERENCE_LOSSES:
-            raise ConfigError(f"unknown preference loss {self.loss_type!r}; choose one of {', '.join(PREFERENCE_LOSSES)}")
+            raise ConfigError(f"unknown preference loss {self.loss_type!r}; "
+                              f"choose one of {', '.join(PREFERENCE_LOSSES)}")
         if self.loss_type == "robust" and not 0 <= self.label_smoothing < 0.5:
             raise ConfigError(f"robust DPO needs 0 <= label_smoothing < 0.5, got {self.label_smoothing}")
         if not 0 <= self.label_smoothing <= 1:

@@ -36,7 +36,13 @@ import chz
 
 from cookbook.completers import known_renderer, renderer_for
 from cookbook.config import make_service
-from cookbook.preference.data import addition_comparisons, carry_comparisons, comparisons_to_pairs
+from cookbook.preference.data import (
+    addition_comparisons,
+    carry_comparisons,
+    comparisons_to_pairs,
+    labeled_to_items,
+    unpaired,
+)
 from cookbook.preference.train import DPOConfig, ReferenceLogprobs, preference_metrics, reference_client, train
 from cookbook.preference.types import Comparison
 from cookbook.primitives import ready
@@ -90,7 +96,11 @@ def main(config: Config) -> dict:
                            service=service)
         config = chz.replace(config, load_checkpoint_path=result.final_state_path)
 
-    train_pairs = comparisons_to_pairs(make_comparisons(config, config.n_train, config.seed, held_out), renderer)
+    if config.loss_type == "kto":  # unpaired: the chosen side of half the comparisons, the rejected of the rest
+        comparisons = make_comparisons(config, 2 * config.n_train, config.seed, held_out)
+        train_items: list = labeled_to_items(unpaired(comparisons), renderer, seed=config.seed)
+    else:
+        train_items = comparisons_to_pairs(make_comparisons(config, config.n_train, config.seed, held_out), renderer)
     test_pairs = comparisons_to_pairs(make_comparisons(config, config.n_test, config.seed + 1), renderer)
     reference = reference_client(config, service)
     start_client = (ready(service.create_training_client_from_state(config.load_checkpoint_path))
@@ -100,15 +110,17 @@ def main(config: Config) -> dict:
     print(f"held-out preference accuracy at the start: policy {before['policy_accuracy']:.1%} "
           f"({len(test_pairs)} comparisons)")
 
-    result = train(config, train_pairs, test_pairs, service=service, reference=reference)
+    result = train(config, train_items, test_pairs, service=service, reference=reference)
     last = result.metrics[-1]
     summary = result.write_summary({
         "policy_accuracy_before": before["policy_accuracy"], "policy_accuracy_after": last["test/policy_accuracy"],
         "implicit_accuracy_after": last["test/accuracy"], "margin_after": last["test/margin"],
-        "reference_calls": result.reference_calls, "start_checkpoint": config.load_checkpoint_path}, started=started)
+        "reference_calls": result.reference_calls, "start_checkpoint": config.load_checkpoint_path,
+        "loss_type": config.loss_type}, started=started)
     print(f"held-out preference accuracy: policy {summary['policy_accuracy_before']:.1%} -> "
           f"{summary['policy_accuracy_after']:.1%}, implicit reward {summary['implicit_accuracy_after']:.1%} "
-          f"after {result.steps} DPO steps in {summary['seconds']:.0f}s; run directory: {config.log_path}")
+          f"after {result.steps} {config.loss_type} steps in {summary['seconds']:.0f}s; "
+          f"run directory: {config.log_path}")
     return summary
 
 

@@ -166,7 +166,7 @@ def test_kto_loss_and_gradients_match_an_independent_computation(client, rendere
     labeled = unpaired(addition_comparisons(6, seed=4))
     items = labeled_to_items(labeled, renderer, seed=2)
     assert [i.desirable for i in items] == [True, False] * 3
-    for item, example in zip(items, labeled):  # the KL datum keeps the prompt and takes another completion
+    for item in items:  # the KL datum keeps the prompt and takes another completion
         assert item.kl_datum.model_input.to_ints() != item.datum.model_input.to_ints()
     data = [d for item in items for d in item[:2]]
     refs = [(-4.0 + 0.3 * i, -6.0 - 0.2 * i) for i in range(len(items))]
