@@ -3,6 +3,7 @@
     cookbook run dpo/addition                                   # short SFT, then DPO
     cookbook run dpo/addition load_checkpoint_path=local://...  # DPO from an existing checkpoint
     cookbook run dpo/addition comparisons=offset min_error=1 max_error=20   # near-miss wrong sums
+    cookbook run dpo/addition loss_type=ipo beta=0.1            # any loss of cookbook.preference.losses
 
 A short SFT (``sft_steps`` steps of the addition chat task) teaches the answer format but not the
 sums. DPO then trains on synthetic comparisons against the SFT weights as the frozen reference:
@@ -12,6 +13,9 @@ sums. DPO then trains on synthetic comparisons against the SFT weights as the fr
   answer being the right one in exactly half the pairs, so knowing the format alone scores 50%;
 - ``comparisons=offset`` (``addition_comparisons``): the sum plus or minus a random error in
   ``[min_error, max_error]``.
+
+Any ``loss_type`` of the preference loop applies; ``kto`` trains on unpaired data: the chosen side
+of half of ``2 * n_train`` comparisons and the rejected side of the other half.
 
 Held-out comparisons (problems never trained on) are measured before and after:
 ``policy_accuracy`` (the policy's logprob of the correct sum exceeds the wrong one's) and
