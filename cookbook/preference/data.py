@@ -17,6 +17,10 @@ Every row is read by :func:`row_to_comparison`, in either format:
   ``chosen`` repeats the prompt (UltraFeedback-style full conversations), the shared prefix is the prompt.
 
 A row that cannot be read raises a :class:`cookbook.errors.DataError` naming the file and line (or row).
+
+KTO's unpaired data (:class:`cookbook.preference.types.LabeledCompletion`): :func:`unpaired` makes it from
+comparisons (no prompt keeps both its completions), and :func:`labeled_to_items` renders it into
+:class:`KTOItem` examples, each with the mismatched datum that KTO's KL estimate needs.
 """
 
 from __future__ import annotations
@@ -24,13 +28,13 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Collection, Sequence
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from tinker import types
 
 from cookbook.datums import next_token_datum
 from cookbook.errors import ConfigError, DataError
-from cookbook.preference.types import Comparison
+from cookbook.preference.types import Comparison, LabeledCompletion
 from cookbook.rows import read_rows
 from cookbook.tasks import AdditionTask, Problem, task_from_spec
 from renderers import Message, Renderer, from_openai_messages, text_content
@@ -177,3 +181,36 @@ def comparisons_to_pairs(comparisons: Sequence[Comparison], renderer: Renderer,
     """Pairs of the comparisons that keep a trained token on both sides."""
     pairs = (comparison_to_pair(c, renderer, max_length) for c in comparisons)
     return [p for p in pairs if p is not None]
+
+
+class KTOItem(NamedTuple):
+    """One KTO example for the preference loop: its datum (weights on the completion), the datum of the same
+    prompt with another example's completion (KTO's KL estimate is the policy's log-ratio on such
+    mismatched pairs), and whether the completion is desirable."""
+
+    datum: types.Datum
+    kl_datum: types.Datum
+    desirable: bool
+
+
+def unpaired(comparisons: Sequence[Comparison]) -> list[LabeledCompletion]:
+    """KTO data from comparisons with no pairing left in it: the chosen completion of the even-numbered
+    comparisons (desirable) and the rejected completion of the odd-numbered ones (undesirable)."""
+    return [LabeledCompletion(c.prompt, c.chosen, True) if i % 2 == 0
+            else LabeledCompletion(c.prompt, c.rejected, False) for i, c in enumerate(comparisons)]
+
+
+def labeled_to_items(labeled: Sequence[LabeledCompletion], renderer: Renderer, max_length: int | None = None, *,
+                     seed: int = 0) -> list[KTOItem]:
+    """The :class:`KTOItem` of each example that keeps a trained token; each example's mismatched completion is
+    that of the next example in a ``seed``-shuffled cycle (so never its own, when there are two or more)."""
+    order = list(range(len(labeled)))
+    random.Random(seed + 104729).shuffle(order)
+    other = {order[i]: order[(i + 1) % len(order)] for i in range(len(order))}
+    items = []
+    for i, example in enumerate(labeled):
+        datum = completion_datum(example.prompt, example.completion, renderer, max_length)
+        kl_datum = completion_datum(example.prompt, labeled[other[i]].completion, renderer, max_length)
+        if datum is not None and kl_datum is not None:
+            items.append(KTOItem(datum, kl_datum, bool(example.desirable)))
+    return items

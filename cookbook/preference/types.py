@@ -1,4 +1,5 @@
-"""What a user provides to preference learning: comparisons of two completions of one prompt."""
+"""What a user provides to preference learning: comparisons of two completions of one prompt
+(:class:`Comparison`), or completions labelled good or bad on their own (:class:`LabeledCompletion`, for KTO)."""
 
 from __future__ import annotations
 
@@ -18,3 +19,12 @@ class Comparison:
     prompt: list[Message]
     chosen: list[Message]
     rejected: list[Message]
+
+
+@dataclass(frozen=True)
+class LabeledCompletion:
+    """One completion of ``prompt`` judged on its own: ``desirable`` or not (KTO's unpaired data)."""
+
+    prompt: list[Message]
+    completion: list[Message]
+    desirable: bool

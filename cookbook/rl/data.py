@@ -1,4 +1,4 @@
-"""From sampled episodes to training data: group-centred advantages and Datums.
+"""From sampled episodes to training data: advantages (several estimators) and Datums.
 
 Token in, token out: the Datums are built from the exact tokens that were sampled and the prompts
 they were sampled from, never from re-tokenised text. A multi-turn episode becomes one sequence
@@ -6,6 +6,25 @@ when each turn's prompt extends the previous prompt plus its action (the usual c
 starts a new sequence wherever it does not. Action tokens carry the sampler's logprobs and the
 episode's advantage; observation tokens carry advantage 0, so no loss touches them. The mask of
 action tokens stays on this side (:class:`Sequence`), since the losses take no mask input.
+
+Advantage estimators (:func:`batch_advantages`, ``advantage_estimator`` in the RL loop), per episode
+of reward ``r`` in a group of ``n`` with mean ``m`` and std ``s``, in a batch with mean ``M`` and std ``S``:
+
+- ``group_mean``: ``r - m`` (Dr. GRPO's: no std division; the losses' raw token sums are its
+  "no length normalisation", with ``loss_normalization=sum``);
+- ``group_std``: ``(r - m) / (s + eps)`` (GRPO);
+- ``rloo``: ``r`` minus the mean of the *other* episodes of its group, ``n / (n - 1) * (r - m)``
+  (REINFORCE leave-one-out, Ahmadian et al. 2024);
+- ``reinforce_pp``: ``(r - M) / (S + eps)`` over the whole batch (REINFORCE++'s global batch
+  normalisation, Hu 2025).
+
+How token terms add up (:func:`normalize_token_advantages`, ``loss_normalization``): ``sum`` (the
+losses' raw sum over tokens), ``token_mean`` (divided by the batch's action tokens: every token
+weighs the same, DAPO's token-level loss), ``sequence_mean`` (each sequence divided by its own
+action tokens and the batch by its number of sequences: GRPO's per-sample mean). The scale goes into
+the per-token advantages, so it works with every built-in loss (exactly for those linear in the
+advantage; ``dro``'s quadratic term is left unscaled). :func:`overlong_penalties` is DAPO's soft
+penalty on replies near ``max_tokens``.
 
 :func:`logprob_gap` scores sequences with another policy (``compute_logprobs``): the per-token gap
 between the sampler and that policy is the RL loop's KL penalty (on-policy distillation's reverse
@@ -17,7 +36,8 @@ May import ``cookbook.rl.types``, ``cookbook.primitives`` and ``tinker``.
 from __future__ import annotations
 
 from collections.abc import Sequence as Seq
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Literal
 
 import numpy as np
 from tinker import types
@@ -25,14 +45,55 @@ from tinker import types
 from cookbook.primitives import SamplingClient
 from cookbook.rl.types import Trajectory, TrajectoryGroup
 
+AdvantageEstimator = Literal["group_mean", "group_std", "rloo", "reinforce_pp"]
+LossNormalization = Literal["sum", "token_mean", "sequence_mean"]
 
-def group_advantages(rewards: Seq[float], *, normalize_std: bool = False, eps: float = 1e-6) -> list[float]:
-    """Each reward minus its group's mean (divided by the group's std when ``normalize_std``)."""
-    r = np.asarray(rewards, dtype=np.float64)
-    centred = r - r.mean()
-    if normalize_std:
-        centred = centred / (r.std() + eps)
-    return centred.tolist()
+
+def batch_advantages(rewards: Seq[Seq[float]], estimator: AdvantageEstimator = "group_mean", *,
+                     eps: float = 1e-6) -> list[list[float]]:
+    """Each episode's advantage, from the rewards of a batch's groups (``rewards[g][e]``; see the module
+    docstring for the estimators)."""
+    groups = [np.asarray(r, dtype=np.float64) for r in rewards]
+    if estimator == "reinforce_pp":
+        flat = np.concatenate(groups) if groups else np.zeros(0)
+        mean, std = (flat.mean(), flat.std()) if flat.size else (0.0, 0.0)
+        return [((r - mean) / (std + eps)).tolist() for r in groups]
+    out = []
+    for r in groups:
+        centred = r - r.mean()
+        if estimator == "group_std":
+            centred = centred / (r.std() + eps)
+        elif estimator == "rloo":
+            centred = centred * (len(r) / (len(r) - 1)) if len(r) > 1 else np.zeros_like(r)
+        elif estimator != "group_mean":
+            raise ValueError(f"unknown advantage estimator {estimator!r}")
+        out.append(centred.tolist())
+    return out
+
+
+def group_advantages(rewards: Seq[float], estimator: AdvantageEstimator = "group_mean") -> list[float]:
+    """The advantages of one group's rewards (``reinforce_pp`` treats the group as the whole batch)."""
+    return batch_advantages([rewards], estimator)[0]
+
+
+def overlong_penalties(group: TrajectoryGroup, max_tokens: int, buffer: float, penalty: float = 1.0) -> list[float]:
+    """DAPO's soft overlong punishment of each episode, summed over its replies: a reply of ``L`` tokens
+    gets 0 up to ``max_tokens - buffer`` tokens, then ``-penalty`` times ``(L - (max_tokens - buffer)) / buffer``
+    (``-penalty`` at ``max_tokens``, where sampling cuts it off). ``buffer`` is in tokens."""
+    if buffer <= 0:
+        return [0.0] * len(group.trajectories)
+    start = max_tokens - buffer
+    return [-penalty * sum(min(max(len(t.action) - start, 0) / buffer, 1.0) for t in trajectory.transitions)
+            for trajectory in group.trajectories]
+
+
+def with_overlong_penalty(groups: Seq[TrajectoryGroup], max_tokens: int, buffer: float,
+                          penalty: float = 1.0) -> list[TrajectoryGroup]:
+    """The groups with :func:`overlong_penalties` added to their rewards (unchanged when ``buffer`` is 0)."""
+    if buffer <= 0:
+        return list(groups)
+    return [replace(g, rewards=[r + p for r, p in zip(g.rewards, overlong_penalties(g, max_tokens, buffer, penalty))])
+            for g in groups]
 
 
 def is_constant(group: TrajectoryGroup) -> bool:
@@ -88,11 +149,12 @@ def trajectory_sequences(trajectory: Trajectory, advantage: float, group: int = 
     return [s for s in out if len(s.tokens) >= 2 and any(s.mask[1:])]
 
 
-def groups_to_sequences(groups: Seq[TrajectoryGroup], *, normalize_std: bool = False) -> list[Sequence]:
-    """Every episode's sequences, each with its group-centred advantage."""
+def groups_to_sequences(groups: Seq[TrajectoryGroup], estimator: AdvantageEstimator = "group_mean"
+                        ) -> list[Sequence]:
+    """Every episode's sequences, each with its episode's advantage (:func:`batch_advantages`)."""
     out: list[Sequence] = []
-    for g, group in enumerate(groups):
-        advantages = group_advantages(group.rewards, normalize_std=normalize_std)
+    all_advantages = batch_advantages([g.rewards for g in groups], estimator)
+    for g, (group, advantages) in enumerate(zip(groups, all_advantages)):
         for trajectory, advantage in zip(group.trajectories, advantages):
             out += trajectory_sequences(trajectory, advantage, g)
     return out
@@ -118,3 +180,18 @@ def token_advantages(sequences: Seq[Sequence], *, reward_coef: float = 1.0, kl_c
     if gaps is None:
         return advantages
     return [a - np.float32(kl_coef) * g for a, g in zip(advantages, gaps)]
+
+
+def normalize_token_advantages(sequences: Seq[Sequence], advantages: Seq[np.ndarray],
+                               normalization: LossNormalization) -> list[np.ndarray]:
+    """The per-token advantages scaled so the loss's token sum becomes ``normalization``'s aggregate over
+    ``sequences`` (one optimizer step's data; see the module docstring)."""
+    if normalization == "sum":
+        return list(advantages)
+    counts = [float(s.target_mask().sum()) for s in sequences]
+    if normalization == "token_mean":
+        total = max(sum(counts), 1.0)
+        return [a / np.float32(total) for a in advantages]
+    if normalization == "sequence_mean":
+        return [a / np.float32(max(c, 1.0) * len(sequences)) for a, c in zip(advantages, counts)]
+    raise ValueError(f"unknown loss normalization {normalization!r}")

@@ -7,17 +7,18 @@ For the first ``groups_per_step`` groups of every step:
 - ``episodes.jsonl``: one JSON object per step, ``{"step", "groups": [...]}``. A group holds its
   ``name``, ``trained`` (false when the loop drops it for having all rewards equal) and its
   ``episodes``; an episode its ``reward`` (final, group reward included), ``advantage`` (the
-  group-centred reward the loop trains on, divided by the group's std when the run's
-  ``normalize_advantages`` is set; a KL penalty, if any, is applied later per token and is not
-  included; on-policy distillation, which shares this log, trains on the per-token reverse KL
+  advantage the loop trains on: the run's ``advantage_estimator`` over the step's trained groups,
+  after any overlong penalty; 0 in a group the loop drops; a KL penalty, if any, is applied later
+  per token and is not included; on-policy distillation, which shares this log, trains on the per-token reverse KL
   instead, plus ``reward_coef`` times this), ``metrics`` (the env's, averaged over turns) and
   ``turns``. A turn holds ``prompt`` (the new part of the prompt, decoded), ``reply``, ``reward``,
   ``log``, ``metrics``, ``stop_reason``, and the reply's ``tokens`` (each token decoded on its own)
   with the sampler's ``logprobs``.
 
 A resumed run writes the steps it runs again a second time; readers keep the last record of a step.
-The two run settings the advantages depend on are read from the run directory's ``config.json``
-(written before the loop starts), so the loops pass nothing but the path.
+The run settings the advantages depend on are read from the run directory's ``config.json`` (written
+before the loop starts), so the loops pass nothing but the path (a run from before
+``advantage_estimator`` existed has ``normalize_advantages``: true means ``group_std``).
 
 May import ``cookbook.rl.types`` and ``cookbook.rl.data``.
 """
@@ -30,7 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cookbook.rl.data import group_advantages, is_constant
+from cookbook.rl.data import AdvantageEstimator, batch_advantages, is_constant, with_overlong_penalty
 from cookbook.rl.types import Trajectory, TrajectoryGroup
 
 JSONL_NAME = "episodes.jsonl"
@@ -41,8 +42,12 @@ class EpisodeLog:
         self.path, self.tokenizer, self.groups_per_step = Path(path), tokenizer, groups_per_step
         self.jsonl_path = self.path.with_name(JSONL_NAME)
         settings = _run_config(self.path.parent)
-        self.normalize_advantages = bool(settings.get("normalize_advantages", False))
+        self.estimator: AdvantageEstimator = settings.get("advantage_estimator") or (
+            "group_std" if settings.get("normalize_advantages") else "group_mean")
         self.remove_constant = bool(settings.get("remove_constant_reward_groups", True))
+        max_tokens = int(settings.get("max_tokens") or 0)
+        self.overlong = (max_tokens, float(settings.get("overlong_buffer") or 0) * max_tokens,
+                         float(settings.get("overlong_penalty", 1.0)))
 
     def write(self, step: int, groups: Sequence[TrajectoryGroup]) -> None:
         if self.groups_per_step <= 0 or not groups:
@@ -50,7 +55,9 @@ class EpisodeLog:
         shown = groups[: self.groups_per_step]
         with open(self.path, "a") as f:
             f.write("\n".join(self._text_lines(step, shown)) + "\n")
-        record = {"step": step, "groups": [self._group_record(g, group) for g, group in enumerate(shown)]}
+        advantages, trained = self._advantages(groups)
+        record = {"step": step, "groups": [self._group_record(g, group, advantages[g], trained[g])
+                                           for g, group in enumerate(shown)]}
         with open(self.jsonl_path, "a") as f:
             f.write(json.dumps(record, default=_finite) + "\n")
 
@@ -66,8 +73,15 @@ class EpisodeLog:
                     lines.append(f"  reply:  {self._text(t.action)!r} -> reward {t.reward:.3f}{note}")
         return lines
 
-    def _group_record(self, index: int, group: TrajectoryGroup) -> dict[str, Any]:
-        advantages = group_advantages(group.rewards, normalize_std=self.normalize_advantages)
+    def _advantages(self, groups: Sequence[TrajectoryGroup]) -> tuple[list[list[float]], list[bool]]:
+        """Each group's advantages as the loop computes them (0 in a group it drops), and whether it trains."""
+        adjusted = with_overlong_penalty(groups, *self.overlong)
+        trained = [not (self.remove_constant and is_constant(g)) for g in adjusted]
+        computed = iter(batch_advantages([g.rewards for g, t in zip(adjusted, trained) if t], self.estimator))
+        return [next(computed) if t else [0.0] * len(g.rewards) for g, t in zip(adjusted, trained)], trained
+
+    def _group_record(self, index: int, group: TrajectoryGroup, advantages: list[float],
+                      trained: bool) -> dict[str, Any]:
         episodes = []
         for trajectory, reward, advantage in zip(group.trajectories, group.rewards, advantages):
             turns = [{"prompt": self._text(new_prompt), "reply": self._text(t.action), "reward": t.reward,
@@ -76,7 +90,6 @@ class EpisodeLog:
                      for t, new_prompt in zip(trajectory.transitions, _new_prompts(trajectory))]
             episodes.append({"reward": reward, "advantage": advantage, "metrics": _mean_metrics(trajectory),
                              "turns": turns})
-        trained = not (self.remove_constant and is_constant(group))
         return {"group": index, "name": group.builder.name(), "trained": trained, "episodes": episodes}
 
     def _text(self, tokens: Sequence[int]) -> str:

@@ -7,6 +7,15 @@ runs out ends there, its last reward standing). An exception in an env or a samp
 follows ``on_error``: ``fail`` (raise), ``retry`` (run the whole group again, up to
 ``max_retries`` times, then drop it) or ``drop`` (leave the group out of the batch).
 
+Timeouts (off by default): ``env_step_timeout`` bounds each call of an env's ``initial_observation``
+and ``step``, ``rollout_timeout`` a group's whole rollout (all its episodes, sampling included).
+Past either, the group fails with a ``TimeoutError`` and ``on_error`` decides, so a hung env is
+dropped (or retried) and the batch goes on without it. With ``env_step_timeout`` a plain (not
+``async``) env method runs in a daemon thread of its own, since a call that never returns cannot
+be interrupted: it is abandoned, and never holds up the rollouts or the process's exit. (Env
+methods of one episode then run in worker threads: envs that share state across episodes must
+guard it. An ``async`` method is awaited in the event loop: it must not block it.)
+
 Every reply is sampled through :class:`cookbook.completers.TokenCompleter`, with its own seed derived
 from ``RolloutSettings.seed`` (the RL loop's: run seed and step) and the reply's group, attempt,
 episode and turn, so a batch samples the same replies whatever order the requests run in: a rerun
@@ -19,7 +28,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -41,6 +51,8 @@ class RolloutSettings:
     max_episode_tokens: int | None = None  # observation + action tokens of the last turn's prompt
     on_error: OnError = "drop"
     max_retries: int = 1
+    env_step_timeout: float | None = None  # seconds an env's initial_observation / step may take (None: no limit)
+    rollout_timeout: float | None = None  # seconds a group's rollout may take (None: no limit)
     seed: int | None = None  # the batch's seed: every reply gets its own, derived from it (None: unseeded)
 
 
@@ -53,18 +65,57 @@ async def _maybe_await(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
 
+async def _env_call(fn: Callable[..., Any], timeout: float | None, *args: Any) -> Any:
+    """``fn(*args)``, plain or ``async``, within ``timeout`` seconds (see the module docstring)."""
+    if timeout is None:
+        return await _maybe_await(fn(*args))
+    name = getattr(fn, "__qualname__", repr(fn))
+    try:
+        value = await asyncio.wait_for(
+            fn(*args) if inspect.iscoroutinefunction(fn) else _in_daemon_thread(fn, *args), timeout)
+        return await asyncio.wait_for(value, timeout) if inspect.isawaitable(value) else value
+    except TimeoutError:
+        raise TimeoutError(f"{name} did not return within {timeout} s") from None
+
+
+def _in_daemon_thread(fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+    """A future of ``fn(*args)`` run in a daemon thread (abandoned if nobody waits for it any more)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(value: Any, exc: BaseException | None) -> None:
+        if future.done():
+            return
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(value)
+
+    def run() -> None:
+        try:
+            value, exc = fn(*args), None
+        except BaseException as error:  # noqa: BLE001 - handed to the awaiting coroutine
+            value, exc = None, error
+        try:
+            loop.call_soon_threadsafe(settle, value, exc)
+        except RuntimeError:  # the event loop has closed: nobody is waiting
+            pass
+    threading.Thread(target=run, name="cookbook-env-call", daemon=True).start()
+    return future
+
+
 async def run_episode(env: Env, sampler: SamplingClient, settings: RolloutSettings,
                       where: tuple[int, ...] = ()) -> Trajectory:
     """One episode: sample an action for each observation until the env is done or a budget ends.
     ``where`` (group, attempt, episode) seeds each turn's request with ``settings.seed``."""
-    observation = await _maybe_await(env.initial_observation())
+    observation = await _env_call(env.initial_observation, settings.env_step_timeout)
     transitions: list[Transition] = []
     for turn in range(settings.max_turns):
         completer = TokenCompleter(sampler, max_tokens=settings.max_tokens, temperature=settings.temperature,
                                    stop=observation.stop)
         sampled = (await completer.complete_async(observation.model_input, seed=_seed(settings, *where, turn)))[0]
         action = sampled.tokens
-        result = await _maybe_await(env.step(action))
+        result = await _env_call(env.step, settings.env_step_timeout, action)
         transitions.append(Transition(observation.model_input, action, list(sampled.logprobs or [0.0] * len(action)),
                                       sampled.stop_reason, float(result.reward), result.done, dict(result.metrics),
                                       result.log))
@@ -86,8 +137,14 @@ async def run_group(builder: EnvGroupBuilder, sampler: SamplingClient, settings:
     for attempt in range(attempts):
         try:
             envs = await _maybe_await(builder.make_envs())
-            trajectories = list(await asyncio.gather(*(run_episode(e, sampler, settings, (index, attempt, i))
-                                                       for i, e in enumerate(envs))))
+            episodes = asyncio.gather(*(run_episode(e, sampler, settings, (index, attempt, i))
+                                   for i, e in enumerate(envs)))
+            try:
+                trajectories = list(await asyncio.wait_for(episodes, settings.rollout_timeout))
+            except TimeoutError as exc:
+                if exc.args:  # an env call's own timeout
+                    raise
+                raise TimeoutError(f"the rollout of {builder.name()} took over {settings.rollout_timeout} s") from None
             extra = builder.group_rewards(trajectories)
             rewards = [t.total_reward + float(x) for t, x in zip(trajectories, extra)]
             return TrajectoryGroup(builder, trajectories, rewards)

@@ -1,14 +1,25 @@
 """The RL loop, written only against the Tinker primitives.
 
 Per step (:func:`train_step`): a sampling client of the current weights rolls out the step's groups
-of episodes (all concurrently), the episodes become token sequences with group-centred advantages
-(dropping groups whose rewards are all equal, if asked), then ``forward_backward`` + ``optim_step``
-in ``num_substeps`` minibatches. Each action token's advantage is::
+of episodes (all concurrently), the episodes become token sequences with advantages (dropping
+groups whose rewards are all equal, if asked), then ``forward_backward`` + ``optim_step`` in
+``num_substeps`` minibatches. Each action token's advantage is::
 
-    reward_coef * (the episode's reward - its group's mean)  -  kl_penalty_coef * (log p_sampler - log p_reference)
+    reward_coef * advantage(the episode's reward)  -  kl_penalty_coef * (log p_sampler - log p_reference)
 
-(observation tokens get 0). The reference is :meth:`RLConfig.kl_reference` (the base model or
-``kl_reference_path``; none without a penalty). On-policy distillation (``cookbook.distill``) is this
+(observation tokens get 0), where ``advantage_estimator`` is ``group_mean`` (the reward minus its
+group's mean; default), ``group_std`` (GRPO), ``rloo`` or ``reinforce_pp`` (``cookbook.rl.data``),
+and ``loss_normalization`` scales the token terms (``sum``, ``token_mean``, ``sequence_mean``).
+DAPO's pieces are options (the ``configs/rl/dapo.toml`` preset sets them): clip-higher is
+``loss_fn=ppo`` with a larger ``clip_high_threshold``; ``dynamic_sampling_rounds`` rolls out up to
+that many more rounds of groups (the next steps' batches) while the batch has fewer mixed groups
+than it was dealt, and trains on mixed groups only; ``loss_normalization=token_mean`` is the
+token-level loss; ``overlong_buffer`` adds the soft overlong penalty to the rewards (a reply in
+the last ``overlong_buffer`` fraction of ``max_tokens`` loses up to ``overlong_penalty``, linearly).
+``env_step_timeout`` / ``rollout_timeout`` bound an env call / a group's rollout
+(``cookbook.rl.rollouts``): a hung env fails its group, which ``on_rollout_error`` drops by default.
+The reference is :meth:`RLConfig.kl_reference` (the base model or ``kl_reference_path``; none
+without a penalty). On-policy distillation (``cookbook.distill``) is this
 loop with the teacher as the reference, ``reward_coef`` 0 and constant-reward groups kept. The first
 minibatch's forward pass scores the sampled tokens under the weights that sampled them, so the
 sampler-vs-trainer logprob difference is logged every step at no extra cost.
@@ -39,12 +50,22 @@ import numpy as np
 from cookbook import seeds
 from cookbook.completers import sampling_client
 from cookbook.config import LoopConfig
+from cookbook.errors import ConfigError
 from cookbook.hooks import Hook, SamplingHookFn
 from cookbook.lr_schedules import ScheduleName
 from cookbook.primitives import SamplingClient, ServiceClient, TrainingClient, ready
 from cookbook.rl import metrics as rl_metrics
+from cookbook.rl.data import (
+    AdvantageEstimator,
+    LossNormalization,
+    groups_to_sequences,
+    is_constant,
+    logprob_gap,
+    normalize_token_advantages,
+    token_advantages,
+    with_overlong_penalty,
+)
 from cookbook.rl.data import Sequence as RLSequence
-from cookbook.rl.data import groups_to_sequences, is_constant, logprob_gap, token_advantages
 from cookbook.rl.episode_log import EpisodeLog
 from cookbook.rl.rollouts import OnError, RolloutSettings, rollout_batch
 from cookbook.rl.types import RLDataset, TrajectoryGroup
@@ -52,6 +73,12 @@ from cookbook.run import Run, RunResult
 
 LossName = Literal["importance_sampling", "ppo", "cispo", "dro"]
 LOSSES: tuple[str, ...] = get_args(LossName)
+
+
+def _fraction(config: Any, attr: str) -> None:
+    """chz validator: the option is a fraction in [0, 1]."""
+    if not 0 <= getattr(config, attr) <= 1:
+        raise ConfigError(f"{attr} must be a fraction in [0, 1], got {getattr(config, attr)}")
 
 
 @chz.chz
@@ -69,9 +96,15 @@ class RLConfig(LoopConfig):
     clip_high_threshold: float | None = None
     dro_beta: float | None = None
     num_substeps: int = 1  # optimizer steps per batch (the batch split into this many minibatches)
-    normalize_advantages: bool = False  # divide by the group's reward std
+    advantage_estimator: AdvantageEstimator = "group_mean"  # group_mean, group_std (GRPO), rloo, reinforce_pp
+    loss_normalization: LossNormalization = "sum"  # sum over tokens, token_mean over the batch, sequence_mean
     remove_constant_reward_groups: bool = True
-    reward_coef: float = 1.0  # advantage = reward_coef * the group-centred reward ...
+    dynamic_sampling_rounds: int = 0  # DAPO: up to this many more rounds of groups until the batch is all mixed
+    overlong_buffer: float = chz.field(default=0.0, validator=_fraction)  # DAPO: replies in this last fraction ...
+    overlong_penalty: float = 1.0  # ... of max_tokens are penalised by up to this much reward (0: off)
+    env_step_timeout: float | None = None  # seconds an env call may take; past it its group fails (on_rollout_error)
+    rollout_timeout: float | None = None  # seconds a group's rollout may take
+    reward_coef: float = 1.0  # advantage = reward_coef * the episode's advantage ...
     kl_penalty_coef: float = 0.0  # ... - coef * (log p_sampler - log p_reference) per action token
     kl_reference_path: str | None = None  # the reference policy's sampler weights (None: the base model)
     max_staleness: int = 0  # 0: sample with the current weights; k > 0: sampling runs up to k steps ahead
@@ -86,7 +119,8 @@ class RLConfig(LoopConfig):
 
     def rollout_settings(self) -> RolloutSettings:
         return RolloutSettings(max_tokens=self.max_tokens, temperature=self.temperature, max_turns=self.max_turns,
-                               max_episode_tokens=self.max_episode_tokens, on_error=self.on_rollout_error)
+                               max_episode_tokens=self.max_episode_tokens, on_error=self.on_rollout_error,
+                               env_step_timeout=self.env_step_timeout, rollout_timeout=self.rollout_timeout)
 
     def kl_reference(self, service: ServiceClient) -> SamplingClient | None:
         """The policy of the KL penalty: ``kl_reference_path``, else the base model; None without a penalty."""
@@ -112,6 +146,8 @@ class Batch:
     groups: list[TrajectoryGroup]
     dropped: int
     seconds: float
+    sampled: int = 0  # groups rolled out (more than len(groups) when dynamic sampling filtered some out)
+    rounds: int = 1  # rounds of rollouts
 
 
 def train(
@@ -148,8 +184,15 @@ def train_step(config: RLConfig, training_client: TrainingClient, batch: Batch, 
     """One step on a batch of episodes: advantages (module docstring) -> Datums -> optimizer step(s); its metrics."""
     row = rl_metrics.rollout_metrics(batch.groups, batch.dropped)
     row.update({"time/rollout_s": batch.seconds, "sampler/staleness": batch.step - batch.version})
-    kept = [g for g in batch.groups if not (config.remove_constant_reward_groups and is_constant(g))]
-    sequences = groups_to_sequences(kept, normalize_std=config.normalize_advantages)
+    if config.dynamic_sampling_rounds:
+        row.update({"groups/sampled": batch.sampled, "groups/sampling_rounds": batch.rounds})
+    groups = with_overlong_penalty(batch.groups, config.max_tokens, config.overlong_buffer * config.max_tokens,
+                                   config.overlong_penalty)
+    if config.overlong_buffer:
+        row["reward/overlong_penalty"] = float(np.mean([p - r for g, h in zip(batch.groups, groups)
+                                                        for r, p in zip(g.rewards, h.rewards)]))
+    kept = [g for g in groups if not (config.remove_constant_reward_groups and is_constant(g))]
+    sequences = groups_to_sequences(kept, config.advantage_estimator)
     gaps = None
     if reference is not None and sequences:
         started = time.monotonic()
@@ -205,9 +248,19 @@ class _Samplers:
 def _sample(config: RLConfig, dataset: RLDataset, samplers: _Samplers, step: int) -> Batch:
     version, client = samplers.for_step(step)
     started = time.monotonic()
+    builders = dataset.get_batch(step)
     settings = dataclasses.replace(config.rollout_settings(), seed=seeds.derived_seed(config.seed, step))
-    groups, dropped = rollout_batch(dataset.get_batch(step), client, settings)
-    return Batch(step, version, groups, dropped, time.monotonic() - started)
+    groups, dropped = rollout_batch(builders, client, settings)
+    sampled, rounds = len(groups), 1
+    if config.dynamic_sampling_rounds:  # DAPO: keep mixed groups, roll out the next batches' groups until full
+        groups = [g for g in groups if not is_constant(g)]
+        while len(groups) < len(builders) and rounds <= config.dynamic_sampling_rounds:
+            more, more_dropped = rollout_batch(dataset.get_batch((step + rounds) % len(dataset)), client,
+                                               dataclasses.replace(settings, seed=seeds.mix(settings.seed, rounds)))
+            groups += [g for g in more if not is_constant(g)]
+            sampled, dropped, rounds = sampled + len(more), dropped + more_dropped, rounds + 1
+        groups = groups[: len(builders)]
+    return Batch(step, version, groups, dropped, time.monotonic() - started, sampled, rounds)
 
 
 def _batch_source(config: RLConfig, dataset: RLDataset, samplers: _Samplers, start: int,
@@ -242,12 +295,14 @@ def _train_on(config: RLConfig, tc: TrainingClient, sequences: list[RLSequence],
                              "train/tokens": sum(len(s.tokens) for s in sequences)}
     if not sequences:  # every group was constant: nothing to learn from this batch
         return row
-    data = [s.to_datum(a) for s, a in zip(sequences, advantages)]
-    parts = [list(range(len(data)))[i::config.num_substeps] for i in range(config.num_substeps)]
+    parts = [list(range(len(sequences)))[i::config.num_substeps] for i in range(config.num_substeps)]
     submitted = []
     for part in parts:
         if part:
-            fb = tc.forward_backward([data[i] for i in part], config.loss_fn, config.loss_fn_config())
+            scaled = normalize_token_advantages([sequences[i] for i in part], [advantages[i] for i in part],
+                                                config.loss_normalization)
+            data = [sequences[i].to_datum(a) for i, a in zip(part, scaled)]
+            fb = tc.forward_backward(data, config.loss_fn, config.loss_fn_config())
             submitted.append((part, fb, tc.optim_step(adam)))
     first_part, first_fb, _ = submitted[0]
     out = first_fb.result()

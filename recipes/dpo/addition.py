@@ -3,6 +3,7 @@
     cookbook run dpo/addition                                   # short SFT, then DPO
     cookbook run dpo/addition load_checkpoint_path=local://...  # DPO from an existing checkpoint
     cookbook run dpo/addition comparisons=offset min_error=1 max_error=20   # near-miss wrong sums
+    cookbook run dpo/addition loss_type=ipo beta=0.1            # any loss of cookbook.preference.losses
 
 A short SFT (``sft_steps`` steps of the addition chat task) teaches the answer format but not the
 sums. DPO then trains on synthetic comparisons against the SFT weights as the frozen reference:
@@ -12,6 +13,9 @@ sums. DPO then trains on synthetic comparisons against the SFT weights as the fr
   answer being the right one in exactly half the pairs, so knowing the format alone scores 50%;
 - ``comparisons=offset`` (``addition_comparisons``): the sum plus or minus a random error in
   ``[min_error, max_error]``.
+
+Any ``loss_type`` of the preference loop applies; ``kto`` trains on unpaired data: the chosen side
+of half of ``2 * n_train`` comparisons and the rejected side of the other half.
 
 Held-out comparisons (problems never trained on) are measured before and after:
 ``policy_accuracy`` (the policy's logprob of the correct sum exceeds the wrong one's) and
@@ -36,7 +40,13 @@ import chz
 
 from cookbook.completers import known_renderer, renderer_for
 from cookbook.config import make_service
-from cookbook.preference.data import addition_comparisons, carry_comparisons, comparisons_to_pairs
+from cookbook.preference.data import (
+    addition_comparisons,
+    carry_comparisons,
+    comparisons_to_pairs,
+    labeled_to_items,
+    unpaired,
+)
 from cookbook.preference.train import DPOConfig, ReferenceLogprobs, preference_metrics, reference_client, train
 from cookbook.preference.types import Comparison
 from cookbook.primitives import ready
@@ -90,7 +100,11 @@ def main(config: Config) -> dict:
                            service=service)
         config = chz.replace(config, load_checkpoint_path=result.final_state_path)
 
-    train_pairs = comparisons_to_pairs(make_comparisons(config, config.n_train, config.seed, held_out), renderer)
+    if config.loss_type == "kto":  # unpaired: the chosen side of half the comparisons, the rejected of the rest
+        comparisons = make_comparisons(config, 2 * config.n_train, config.seed, held_out)
+        train_items: list = labeled_to_items(unpaired(comparisons), renderer, seed=config.seed)
+    else:
+        train_items = comparisons_to_pairs(make_comparisons(config, config.n_train, config.seed, held_out), renderer)
     test_pairs = comparisons_to_pairs(make_comparisons(config, config.n_test, config.seed + 1), renderer)
     reference = reference_client(config, service)
     start_client = (ready(service.create_training_client_from_state(config.load_checkpoint_path))
@@ -100,15 +114,17 @@ def main(config: Config) -> dict:
     print(f"held-out preference accuracy at the start: policy {before['policy_accuracy']:.1%} "
           f"({len(test_pairs)} comparisons)")
 
-    result = train(config, train_pairs, test_pairs, service=service, reference=reference)
+    result = train(config, train_items, test_pairs, service=service, reference=reference)
     last = result.metrics[-1]
     summary = result.write_summary({
         "policy_accuracy_before": before["policy_accuracy"], "policy_accuracy_after": last["test/policy_accuracy"],
         "implicit_accuracy_after": last["test/accuracy"], "margin_after": last["test/margin"],
-        "reference_calls": result.reference_calls, "start_checkpoint": config.load_checkpoint_path}, started=started)
+        "reference_calls": result.reference_calls, "start_checkpoint": config.load_checkpoint_path,
+        "loss_type": config.loss_type}, started=started)
     print(f"held-out preference accuracy: policy {summary['policy_accuracy_before']:.1%} -> "
           f"{summary['policy_accuracy_after']:.1%}, implicit reward {summary['implicit_accuracy_after']:.1%} "
-          f"after {result.steps} DPO steps in {summary['seconds']:.0f}s; run directory: {config.log_path}")
+          f"after {result.steps} {config.loss_type} steps in {summary['seconds']:.0f}s; "
+          f"run directory: {config.log_path}")
     return summary
 
 

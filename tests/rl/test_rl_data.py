@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 from tinker import types
 
-from cookbook.rl.data import group_advantages, groups_to_sequences, is_constant, trajectory_sequences
+from cookbook.rl.data import (
+    batch_advantages,
+    group_advantages,
+    groups_to_sequences,
+    is_constant,
+    normalize_token_advantages,
+    overlong_penalties,
+    trajectory_sequences,
+    with_overlong_penalty,
+)
 from cookbook.rl.types import Trajectory, TrajectoryGroup, Transition
 
 
@@ -17,8 +26,55 @@ def _turn(observation, action, logprobs, reward=0.0, done=True):
 def test_advantages_are_centred_per_group_and_optionally_std_normalised():
     assert group_advantages([1.0, 0.0, 0.0, 1.0]) == [0.5, -0.5, -0.5, 0.5]
     assert group_advantages([2.0, 2.0]) == [0.0, 0.0]
-    normalised = group_advantages([3.0, 1.0], normalize_std=True)
+    normalised = group_advantages([3.0, 1.0], "group_std")
     assert normalised == pytest.approx([1.0, -1.0], abs=1e-5)
+
+
+def test_advantage_estimators_against_their_definitions():
+    rewards = [[1.0, 0.0, 0.0, 1.0, 1.0], [3.0, 0.0], [2.0, 2.0, 2.0]]
+    rng = np.random.default_rng(0)
+    for estimator in ("group_mean", "group_std", "rloo", "reinforce_pp"):
+        got = batch_advantages(rewards, estimator)
+        flat = [r for g in rewards for r in g]
+        for g, (group, advantages) in enumerate(zip(rewards, got)):
+            for i, (r, a) in enumerate(zip(group, advantages)):
+                mean = sum(group) / len(group)
+                if estimator == "group_mean":
+                    expected = r - mean
+                elif estimator == "group_std":
+                    std = (sum((x - mean) ** 2 for x in group) / len(group)) ** 0.5
+                    expected = (r - mean) / (std + 1e-6)
+                elif estimator == "rloo":  # the reward minus the mean of the group's other rewards
+                    others = group[:i] + group[i + 1:]
+                    expected = r - sum(others) / len(others)
+                else:  # normalised over the whole batch
+                    expected = (r - np.mean(flat)) / (np.std(flat) + 1e-6)
+                assert a == pytest.approx(expected, abs=1e-9), (estimator, g, i)
+    assert batch_advantages([[5.0]], "rloo") == [[0.0]]  # no other episode to compare with
+    shifted = batch_advantages([list(rng.normal(size=4)) for _ in range(3)], "reinforce_pp")
+    flat = np.concatenate(shifted)
+    assert flat.mean() == pytest.approx(0, abs=1e-9) and flat.std() == pytest.approx(1, abs=1e-5)
+
+
+def test_loss_normalization_scales_each_token_as_named():
+    seqs = [trajectory_sequences(Trajectory([_turn([1, 2], [3] * n, [-0.1] * n)]), advantage=1.0)[0]
+            for n in (1, 3)]
+    advantages = [s.target_mask() for s in seqs]  # 1 on each action token: the loss's token sum counts tokens
+    assert [a.sum() for a in normalize_token_advantages(seqs, advantages, "sum")] == [1, 3]
+    token_mean = normalize_token_advantages(seqs, advantages, "token_mean")
+    assert [float(a.sum()) for a in token_mean] == pytest.approx([1 / 4, 3 / 4])  # every token weighs 1/4
+    sequence_mean = normalize_token_advantages(seqs, advantages, "sequence_mean")
+    assert [float(a.sum()) for a in sequence_mean] == pytest.approx([1 / 2, 1 / 2])  # every sequence weighs 1/2
+
+
+def test_overlong_penalty_is_dapos_soft_punishment():
+    lengths = [2, 6, 7, 8, 10]  # max_tokens 10, buffer 4: free up to 6 tokens, -1 at 10
+    group = TrajectoryGroup(None, [Trajectory([_turn([1], [5] * n, [-0.1] * n)]) for n in lengths], [1.0] * 5)
+    assert overlong_penalties(group, 10, 4) == pytest.approx([0, 0, -0.25, -0.5, -1.0])
+    assert overlong_penalties(group, 10, 4, penalty=0.5)[-1] == pytest.approx(-0.5)
+    [penalised] = with_overlong_penalty([group], 10, 4)
+    assert penalised.rewards == pytest.approx([1, 1, 0.75, 0.5, 0.0]) and group.rewards == [1.0] * 5
+    assert with_overlong_penalty([group], 10, 0)[0] is group
 
 
 def test_single_turn_datum_masks_the_prompt_and_carries_sampler_logprobs():

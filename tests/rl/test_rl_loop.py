@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pytest
 import torch
@@ -21,8 +23,8 @@ PROMPT = [72, 105, 58, 32]  # any few tokens of the byte-level vocabulary
 class EvenFirstToken(Env):
     """Reward 1 when the first sampled token is even: learnable, and independent of any format."""
 
-    def __init__(self, crash: bool = False):
-        self.crash = crash
+    def __init__(self, crash: bool = False, hang: threading.Event | None = None):
+        self.crash, self.hang = crash, hang
 
     def initial_observation(self):
         return Observation(types.ModelInput.from_ints(PROMPT), stop=[])
@@ -30,27 +32,32 @@ class EvenFirstToken(Env):
     def step(self, action):
         if self.crash:
             raise RuntimeError("env crashed")
+        if self.hang is not None:
+            self.hang.wait()  # never returns while the test runs
         even = float(action[0] % 2 == 0)
         return StepResult(even, True, metrics={"even": even})
 
 
 class Group(EnvGroupBuilder):
-    def __init__(self, size: int, crash: bool = False):
-        self.size, self.crash = size, crash
+    def __init__(self, size: int, crash: bool = False, hang: threading.Event | None = None):
+        self.size, self.crash, self.hang = size, crash, hang
 
     def make_envs(self):
-        return [EvenFirstToken(self.crash) for _ in range(self.size)]
+        return [EvenFirstToken(self.crash, self.hang if i == 0 else None) for i in range(self.size)]
 
 
 class Dataset(RLDataset):
-    def __init__(self, n: int, groups: int = 4, size: int = 8, crash_batch: int | None = None):
+    def __init__(self, n: int, groups: int = 4, size: int = 8, crash_batch: int | None = None,
+                 hang_batch: int | None = None, hang: threading.Event | None = None):
         self.n, self.groups, self.size, self.crash_batch = n, groups, size, crash_batch
+        self.hang_batch, self.hang = hang_batch, hang
 
     def __len__(self):
         return self.n
 
     def get_batch(self, index):
-        return [Group(self.size, crash=index == self.crash_batch and g == 0) for g in range(self.groups)]
+        return [Group(self.size, crash=index == self.crash_batch and g == 0,
+                      hang=self.hang if index == self.hang_batch and g == 0 else None) for g in range(self.groups)]
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +108,20 @@ def test_a_crashing_env_drops_its_group_and_the_run_goes_on(service, tmp_path):
     with pytest.raises(RuntimeError, match="env crashed"):
         train(_config(tmp_path, max_steps=3, on_rollout_error="fail", log_path=str(tmp_path / "fail")),
               Dataset(3, crash_batch=1), service=service)
+
+
+def test_an_env_step_that_never_returns_is_dropped_after_its_timeout_and_the_run_goes_on(service, tmp_path):
+    never = threading.Event()  # set only at the end, to let the abandoned thread finish
+    try:
+        started = time.monotonic()
+        result = train(_config(tmp_path, max_steps=3, env_step_timeout=1.0), Dataset(3, hang_batch=1, hang=never),
+                       service=service)
+        assert [r["rollouts/dropped_groups"] for r in result.metrics] == [0.0, 1.0, 0.0]
+        assert [r["step"] for r in result.metrics] == [0, 1, 2] and result.final_state_path
+        assert result.metrics[1]["train/sequences"] == 3 * 8  # the batch trained on its other groups
+        assert time.monotonic() - started < 120
+    finally:
+        never.set()
 
 
 class Interrupt(Exception):

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
+
 import numpy as np
 import pytest
 from tinker import types
@@ -102,3 +106,49 @@ def test_retry_runs_the_group_again_and_fail_raises():
     assert dropped == 0 and attempts["n"] == 2 and groups[0].rewards == [1.0]
     with pytest.raises(RuntimeError, match="env crashed"):
         rollout_batch([Group([CountingEnv(2, fail_at=1)])], Sampler(), RolloutSettings(on_error="fail"))
+
+
+class HangingEnv(CountingEnv):
+    """A one-turn env whose step never returns: blocking (a plain method) or awaiting forever (async)."""
+
+    def __init__(self, is_async: bool, release: threading.Event):
+        super().__init__(1, is_async=is_async)
+        self.release = release
+
+    def step(self, action):
+        if self.is_async:
+            async def forever():
+                await asyncio.Event().wait()
+            return forever()
+        self.release.wait()
+        return self._step(action)
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+def test_an_env_step_that_never_returns_times_out_and_its_group_is_dropped(is_async):
+    release = threading.Event()
+    try:
+        ok, hung = Group([CountingEnv(2)]), Group([CountingEnv(2), HangingEnv(is_async, release)])
+        started = time.monotonic()
+        groups, dropped = rollout_batch([ok, hung, ok], Sampler(), RolloutSettings(env_step_timeout=0.3))
+        assert dropped == 1 and [g.builder for g in groups] == [ok, ok]
+        assert time.monotonic() - started < 5
+        with pytest.raises(TimeoutError, match="step did not return within 0.3 s"):
+            rollout_batch([hung], Sampler(), RolloutSettings(env_step_timeout=0.3, on_error="fail"))
+        groups, dropped = rollout_batch([hung], Sampler(), RolloutSettings(env_step_timeout=0.3, on_error="retry"))
+        assert dropped == 1 and hung.calls == 4  # tried twice by the retry policy (plus the two runs above)
+    finally:
+        release.set()
+
+
+def test_a_rollout_over_its_time_limit_is_dropped():
+    class Slow(CountingEnv):
+        async def initial_observation(self):
+            await asyncio.sleep(30)
+            return super().initial_observation()
+
+    groups, dropped = rollout_batch([Group([CountingEnv(1)]), Group([Slow(1)])], Sampler(),
+                                    RolloutSettings(rollout_timeout=0.3))
+    assert dropped == 1 and len(groups) == 1
+    with pytest.raises(TimeoutError, match="took over 0.3 s"):
+        rollout_batch([Group([Slow(1)])], Sampler(), RolloutSettings(rollout_timeout=0.3, on_error="fail"))
