@@ -249,14 +249,15 @@ def _sample(config: RLConfig, dataset: RLDataset, samplers: _Samplers, step: int
     version, client = samplers.for_step(step)
     started = time.monotonic()
     builders = dataset.get_batch(step)
-    settings = dataclasses.replace(config.rollout_settings(), seed=seeds.derived_seed(config.seed, step))
+    step_seed = seeds.derived_seed(config.seed, step)
+    settings = dataclasses.replace(config.rollout_settings(), seed=step_seed)
     groups, dropped = rollout_batch(builders, client, settings)
     sampled, rounds = len(groups), 1
     if config.dynamic_sampling_rounds:  # DAPO: keep mixed groups, roll out the next batches' groups until full
         groups = [g for g in groups if not is_constant(g)]
         while len(groups) < len(builders) and rounds <= config.dynamic_sampling_rounds:
             more, more_dropped = rollout_batch(dataset.get_batch((step + rounds) % len(dataset)), client,
-                                               dataclasses.replace(settings, seed=seeds.mix(settings.seed, rounds)))
+                                               dataclasses.replace(settings, seed=seeds.mix(step_seed, rounds)))
             groups += [g for g in more if not is_constant(g)]
             sampled, dropped, rounds = sampled + len(more), dropped + more_dropped, rounds + 1
         groups = groups[: len(builders)]
