@@ -41,8 +41,15 @@ from cookbook.hooks import Hook, SamplingHookFn
 from cookbook.lr_schedules import ScheduleName
 from cookbook.primitives import SamplingClient, ServiceClient, TrainingClient, ready
 from cookbook.rl import metrics as rl_metrics
+from cookbook.rl.data import (
+    Reference,
+    groups_to_sequences,
+    is_constant,
+    logprob_gap,
+    sequence_sources,
+    token_advantages,
+)
 from cookbook.rl.data import Sequence as RLSequence
-from cookbook.rl.data import groups_to_sequences, is_constant, logprob_gap, token_advantages
 from cookbook.rl.episode_log import EpisodeLog
 from cookbook.rl.rollouts import OnError, RolloutSettings, rollout_batch
 from cookbook.rl.types import RLDataset, TrajectoryGroup
@@ -86,8 +93,9 @@ class RLConfig(LoopConfig):
         return RolloutSettings(max_tokens=self.max_tokens, temperature=self.temperature, max_turns=self.max_turns,
                                max_episode_tokens=self.max_episode_tokens, on_error=self.on_rollout_error)
 
-    def kl_reference(self, service: ServiceClient) -> SamplingClient | None:
-        """The policy of the KL penalty: ``kl_reference_path``, else the base model; None without a penalty."""
+    def kl_reference(self, service: ServiceClient) -> Reference | None:
+        """The policy of the KL penalty: ``kl_reference_path``, else the base model; None without a penalty
+        (a subclass may give one per prompt source: :data:`cookbook.rl.data.Reference`)."""
         return sampling_client(service, self.base_model, self.kl_reference_path) if self.kl_penalty_coef else None
 
     def reference_metrics(self, sequences: Sequence[RLSequence], gaps: Sequence[np.ndarray],
@@ -119,7 +127,7 @@ def train(
     eval_hooks: Mapping[str, Hook | SamplingHookFn] | None = None,
     run_config: dict[str, Any] | None = None,
     service: ServiceClient | None = None,
-    reference: SamplingClient | None = None,
+    reference: Reference | None = None,
 ) -> RunResult:
     """Train a LoRA adapter with RL on ``dataset``'s environments; ``reference`` replaces
     :meth:`RLConfig.kl_reference`'s policy (``run_config`` and ``service``: see :class:`cookbook.run.Run`)."""
@@ -141,7 +149,7 @@ def train(
     return run.result
 
 
-def train_step(config: RLConfig, training_client: TrainingClient, batch: Batch, reference: SamplingClient | None,
+def train_step(config: RLConfig, training_client: TrainingClient, batch: Batch, reference: Reference | None,
                total: int) -> dict[str, float]:
     """One step on a batch of episodes: advantages (module docstring) -> Datums -> optimizer step(s); its metrics."""
     row = rl_metrics.rollout_metrics(batch.groups, batch.dropped)
@@ -151,7 +159,7 @@ def train_step(config: RLConfig, training_client: TrainingClient, batch: Batch, 
     gaps = None
     if reference is not None and sequences:
         started = time.monotonic()
-        gaps = logprob_gap(reference, sequences)
+        gaps = logprob_gap(reference, sequences, sequence_sources(kept, sequences))
         row.update(config.reference_metrics(sequences, gaps, time.monotonic() - started))
     advantages = token_advantages(sequences, reward_coef=config.reward_coef, kl_coef=config.kl_penalty_coef, gaps=gaps)
     started = time.monotonic()
