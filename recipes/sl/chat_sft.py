@@ -47,7 +47,7 @@ class DataConfig:
     test_size: float = 0.05  # held-out fraction (< 1) or count (>= 1) for test NLL
     max_examples: int | None = None
     mix: str | None = None  # source=weight,source=weight: max_examples conversations drawn by weight (sets source)
-    streaming: bool = False  # read rows lazily, never past max_examples (or a mixture's share)
+    streaming: bool | None = None  # true: read rows lazily, never past max_examples (or a mixture's share)
     max_length: int | None = 2048  # tokens per example; longer ones are truncated
     train_on_what: TrainOnWhatName = "all_assistant_messages"
 
@@ -69,10 +69,10 @@ def build_data(config: Config):
             raise ConfigError("data.mix draws data.max_examples conversations from its sources: set data.max_examples")
         specs = [(dataclasses.replace(spec, source=source), weight) for source, weight in parse_mix(config.data.mix)]
         conversations = load_mixture(specs, config.data.max_examples, seed=config.seed,
-                                     streaming=config.data.streaming)
+                                     streaming=bool(config.data.streaming))
     else:
         conversations = load_conversations(spec, seed=config.seed, limit=config.data.max_examples,
-                                           streaming=config.data.streaming)
+                                           streaming=bool(config.data.streaming))
     train_convs, test_convs = split_train_test(conversations, config.data.test_size, seed=config.seed)
 
     def to_data(convs):
