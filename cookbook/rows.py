@@ -11,11 +11,15 @@ A source is one string:
 
 :func:`read_rows` returns :class:`Rows`: a sequence of dict rows that also says where row ``i`` came
 from (``file:line`` for JSONL, ``source row i`` otherwise), so a bad row anywhere is reported the
-same way. Every mistake (a missing file, a line that is not JSON, a row that is not an object, an
-unsupported file, a hub dataset that cannot be loaded) is a one-line :class:`cookbook.errors.UserError`.
+same way. :func:`iter_rows` streams the same rows as (row, where) pairs without reading a whole
+file first (JSONL line by line, Parquet by record batches, hub datasets with ``streaming=True``),
+for sources larger than memory or when only the first rows are wanted. Every mistake (a missing
+file, a line that is not JSON, a row that is not an object, an unsupported file, a hub dataset that
+cannot be loaded) is a one-line :class:`cookbook.errors.UserError`.
 
 ``datasets`` (and through it ``pyarrow``) is imported only when a Parquet file, a saved dataset or
-a hub dataset is read, so everything else works without it. May import ``cookbook.errors``.
+a hub dataset is read (``pyarrow`` alone when a Parquet file is streamed), so everything else works
+without it. May import ``cookbook.errors``.
 """
 
 from __future__ import annotations
@@ -96,25 +100,75 @@ def _has_parquet_magic(path: Path) -> bool:
         return head == b"PAR1" and f.read(4) == b"PAR1" and path.stat().st_size >= 12
 
 
+def iter_rows(source: str, split: str = "train") -> Iterator[tuple[dict[str, Any], str]]:
+    """The rows of ``source`` as :func:`read_rows` gives them, each with where it came from, read lazily:
+    JSONL (``.gz`` too) line by line, Parquet a record batch at a time, hub datasets streamed; a
+    ``.json`` file or a saved dataset is read as :func:`read_rows` reads it. Errors as in
+    :func:`read_rows`, raised when the bad row is reached."""
+    if source.startswith("hf:"):
+        yield from _hub_stream(source, split)
+        return
+    path = Path(source).expanduser()
+    name = path.name.lower()
+    if path.is_file() and name.endswith((".jsonl", ".jsonl.gz")):
+        for row, number in _jsonl_rows(path):
+            yield row, f"{path}:{number}"
+        return
+    if path.is_file() and name.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        if not _has_parquet_magic(path):
+            raise DataError(f"{path}: cannot be read as a parquet file (no PAR1 header and footer)")
+
+        index = 0
+        for batch in pq.ParquetFile(path).iter_batches():
+            for row in batch.to_pylist():
+                yield row, f"{path} row {index}"
+                index += 1
+        return
+    rows = read_rows(source, split)
+    for i, row in enumerate(rows):
+        yield row, rows.where(i)
+
+
+def _hub_stream(source: str, split: str) -> Iterator[tuple[dict[str, Any], str]]:
+    import datasets
+
+    name, _, config = source.removeprefix("hf:").partition(":")
+    try:
+        rows = datasets.load_dataset(name, config or None, split=split, streaming=True)
+        for i, row in enumerate(rows):
+            yield dict(row), f"{source} row {i}"
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - hub unreachable, unknown dataset or split: all the user's to fix
+        raise DataError(f"{source}: cannot stream this hub dataset (split {split!r}): {first_line(str(exc))}") from exc
+
+
 def read_jsonl(path: str | Path) -> tuple[list[dict[str, Any]], Where]:
     """A ``.jsonl`` / ``.jsonl.gz`` file: (its rows, one JSON object per line with blank lines skipped;
     where row ``i`` is: ``path:<its line>``)."""
-    path = Path(path)
     rows: list[dict[str, Any]] = []
     lines: list[int] = []
+    for row, number in _jsonl_rows(Path(path)):
+        rows.append(row)
+        lines.append(number)
+    return rows, lambda i: f"{path}:{lines[i]}"
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[dict[str, Any], int]]:
+    """Each row of a ``.jsonl`` / ``.jsonl.gz`` file with its line number, read lazily (blank lines skipped)."""
     try:
         opened = gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
         with opened as f:
             for number, raw in enumerate(f, start=1):
                 line = _text(raw, f"{path}:{number}")
                 if line.strip():
-                    rows.append(_object(_parse(line, path, number, "each line must be one JSON object"),
-                                        f"{path}:{number}"))
-                    lines.append(number)
+                    yield _object(_parse(line, path, number, "each line must be one JSON object"),
+                                  f"{path}:{number}"), number
     except (gzip.BadGzipFile, EOFError, OSError) as exc:
         raise DataError(f"{path}: cannot be read as a {'gzip-compressed ' if path.name.endswith('.gz') else ''}"
                         f"JSONL file ({first_line(str(exc)) or type(exc).__name__})") from None
-    return rows, lambda i: f"{path}:{lines[i]}"
 
 
 def _text(raw: bytes, where: str) -> str:

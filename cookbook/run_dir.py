@@ -200,10 +200,17 @@ def _repair_jsonl(file: Path) -> list[str]:
 
 
 def _identity(config: dict[str, Any]) -> dict[str, Any]:
-    """The keys that decide what a run computes. A key set to None counts as absent, so a run
-    written before an option (default None) existed still resumes with it unset."""
+    """The keys that decide what a run computes. A key set to None counts as absent, also inside a
+    section (``data.mix``), so a run written before an option (default None) existed still resumes
+    with it unset."""
     normalised = json.loads(json.dumps(config, sort_keys=True, default=str))
-    return {k: v for k, v in normalised.items() if k not in NON_IDENTITY_KEYS and v is not None}
+    return {k: _without_none(v) for k, v in normalised.items() if k not in NON_IDENTITY_KEYS and v is not None}
+
+
+def _without_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    return value
 
 
 def _file_logger(file: Path) -> logging.Logger:

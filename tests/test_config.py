@@ -14,7 +14,7 @@ from recipes.sl import chat_sft, quickstart
 # The keys of TrainConfig before the shared sections existed: config.json of older runs holds
 # exactly these, so a rerun of such a run must produce the same set to resume it, apart from
 # options added later with the default None (a run directory treats None as absent).
-LATER_NONE_KEYS = {"load_checkpoint_path"}
+LATER_NONE_KEYS = {"load_checkpoint_path", "loss_normalization", "pack_length"}
 SFT_KEYS = {
     "base_model", "lora_rank", "seed", "learning_rate", "lr_schedule", "warmup_steps", "min_lr_ratio",
     "weight_decay", "grad_clip_norm", "beta1", "beta2", "batch_size", "max_tokens_per_batch", "num_epochs",

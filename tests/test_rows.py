@@ -124,3 +124,22 @@ except ImportError:
     out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "parquet needs datasets"
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "jsonl.gz", "json", "parquet", "saved"])
+def test_streamed_rows_equal_read_rows(kind, tmp_path):
+    from cookbook.rows import iter_rows
+
+    source = str(as_format(kind, tmp_path))
+    rows = read_rows(source, "train")
+    assert list(iter_rows(source, "train")) == [(row, rows.where(i)) for i, row in enumerate(rows)]
+    streamed = load_conversations(DatasetSpec(source), limit=2, streaming=True)
+    assert streamed == [row["messages"] for row in ROWS[:2]] == load_conversations(DatasetSpec(source), limit=2)
+
+
+def test_streaming_stops_at_the_limit_and_names_a_bad_line(tmp_path):
+    path = tmp_path / "big.jsonl"
+    path.write_text(FIXTURE.read_text() + "not json\n")
+    assert len(load_conversations(DatasetSpec(str(path)), limit=3, streaming=True)) == 3  # never reads line 4
+    with pytest.raises(DataError, match="big.jsonl:4"):
+        load_conversations(DatasetSpec(str(path)), streaming=True)

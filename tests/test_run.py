@@ -122,3 +122,15 @@ def test_sub_runs_share_the_run_settings_and_summaries_land_in_the_run_directory
                        "sampler_checkpoint": "fake://sampler/final", "log_path": str(tmp_path / "run")}
     assert write_summary(tmp_path / "new" / "dir", {"a": 1}) == {"a": 1}
     assert (tmp_path / "new" / "dir" / "summary.json").exists()
+
+
+def test_an_option_added_later_with_default_none_keeps_old_run_directories_resumable(tmp_path):
+    """Top-level and section options that are None count as absent, so a run written before they
+    existed resumes; a set value is a different configuration."""
+    from cookbook.run_dir import RunDir, RunDirError
+
+    old = {"learning_rate": 1e-3, "data": {"source": "a.jsonl"}}
+    RunDir(tmp_path / "run", old)
+    RunDir(tmp_path / "run", {**old, "pack_length": None, "data": {"source": "a.jsonl", "mix": None}})
+    with pytest.raises(RunDirError, match="data"):
+        RunDir(tmp_path / "run", {**old, "data": {"source": "a.jsonl", "mix": "b.jsonl=1"}})

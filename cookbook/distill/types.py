@@ -5,7 +5,10 @@
   A task env (:mod:`cookbook.rl.task_env`) grades the answers; :class:`PromptDataset` deals plain
   conversations with no reward at all (any list of chats works as distillation prompts).
 - The teacher: :class:`Teacher`, a base model by name or a checkpoint's weights by path. It scores
-  the student's own tokens, so it must use the student's tokenizer.
+  the student's own tokens, so it must use the student's tokenizer. Several teachers, one per
+  prompt source (the name of the group builder that made the prompt's group: a task's name, or
+  the ``sources`` given to :class:`PromptDataset`), are :func:`parse_teachers` of the ``teachers``
+  option.
 
 May import ``cookbook.rl`` (types, message envs), ``cookbook.completers``, ``cookbook.primitives``,
 ``cookbook.errors`` and ``renderers``.
@@ -57,26 +60,49 @@ class PromptEnv(MessageEnv):
         return MessageStepResult(0.0, True, metrics={"parse_ok": float(parse_ok)})
 
 
+def parse_teachers(spec: str) -> dict[str, Teacher]:
+    """``source=path,source=path,...`` -> a teacher checkpoint per prompt source (``*``: every other
+    source); a :class:`ConfigError` for anything else."""
+    teachers: dict[str, Teacher] = {}
+    for entry in spec.split(","):
+        source, sep, path = (part.strip() for part in entry.partition("="))
+        if not (sep and source and path):
+            raise ConfigError(f"teachers: {entry.strip()!r} is not source=checkpoint_path "
+                              "(e.g. teachers=math=local://run_a/sampler_weights/final,code=local://...)")
+        if source in teachers:
+            raise ConfigError(f"teachers: source {source!r} is named twice")
+        teachers[source] = Teacher(path=path)
+    return teachers
+
+
 class PromptGroupBuilder(EnvGroupBuilder):
-    def __init__(self, messages: Sequence[Message], renderer: Renderer, group_size: int) -> None:
-        self.messages, self.renderer, self.group_size = list(messages), renderer, group_size
+    def __init__(self, messages: Sequence[Message], renderer: Renderer, group_size: int,
+                 source: str = "prompt") -> None:
+        self.messages, self.renderer, self.group_size, self.source = list(messages), renderer, group_size, source
 
     def make_envs(self) -> list[RenderedEnv]:
         return [RenderedEnv(PromptEnv(self.messages), self.renderer) for _ in range(self.group_size)]
 
     def name(self) -> str:
-        return "prompt"
+        return self.source
 
 
-class PromptDataset(ShuffledDataset[list[Message]]):
+class PromptDataset(ShuffledDataset[tuple[str, list[Message]]]):
     """``groups_per_batch`` conversations per step, ``group_size`` samples of each, ``num_epochs``
-    passes, shuffled with ``seed`` per epoch."""
+    passes, shuffled with ``seed`` per epoch; ``sources`` names each prompt's source (default
+    ``prompt``: one source), which picks its teacher in multi-teacher distillation."""
 
     def __init__(self, prompts: Sequence[Sequence[Message]], renderer: Renderer, *, groups_per_batch: int,
-                 group_size: int = 1, num_epochs: int = 1, seed: int = 0) -> None:
-        super().__init__([list(p) for p in prompts], groups_per_batch=groups_per_batch, num_epochs=num_epochs,
-                         seed=seed)
-        self.prompts, self.renderer, self.group_size = self.items, renderer, group_size
+                 group_size: int = 1, num_epochs: int = 1, seed: int = 0,
+                 sources: Sequence[str] | None = None) -> None:
+        if sources is not None and len(sources) != len(prompts):
+            raise ConfigError(f"{len(sources)} sources for {len(prompts)} prompts: name one source per prompt")
+        names = list(sources) if sources is not None else ["prompt"] * len(prompts)
+        super().__init__([(s, list(p)) for s, p in zip(names, prompts)], groups_per_batch=groups_per_batch,
+                         num_epochs=num_epochs, seed=seed)
+        self.prompts = [p for _, p in self.items]
+        self.renderer, self.group_size = renderer, group_size
 
-    def make_group(self, prompt: list[Message]) -> PromptGroupBuilder:
-        return PromptGroupBuilder(prompt, self.renderer, self.group_size)
+    def make_group(self, item: tuple[str, list[Message]]) -> PromptGroupBuilder:
+        source, prompt = item
+        return PromptGroupBuilder(prompt, self.renderer, self.group_size, source)

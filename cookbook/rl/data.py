@@ -28,25 +28,33 @@ penalty on replies near ``max_tokens``.
 
 :func:`logprob_gap` scores sequences with another policy (``compute_logprobs``): the per-token gap
 between the sampler and that policy is the RL loop's KL penalty (on-policy distillation's reverse
-KL, with the teacher as that policy); :func:`token_advantages` combines it with the rewards.
+KL, with the teacher as that policy); :func:`token_advantages` combines it with the rewards. A
+:data:`Reference` is one policy, or one per prompt source (the name of the group builder that made
+the episode: :func:`sequence_sources`), e.g. a teacher per source in multi-teacher distillation.
 
 May import ``cookbook.rl.types``, ``cookbook.primitives`` and ``tinker``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Literal, TypeAlias
 
 import numpy as np
 from tinker import types
 
+from cookbook.errors import ConfigError
 from cookbook.primitives import SamplingClient
 from cookbook.rl.types import Trajectory, TrajectoryGroup
 
 AdvantageEstimator = Literal["group_mean", "group_std", "rloo", "reinforce_pp"]
 LossNormalization = Literal["sum", "token_mean", "sequence_mean"]
+
+# The policy sequences are scored against: one for all, or one per prompt source (builder name)
+Reference: TypeAlias = SamplingClient | Mapping[str, SamplingClient]
+
 
 
 def batch_advantages(rewards: Seq[Seq[float]], estimator: AdvantageEstimator = "group_mean", *,
@@ -160,10 +168,33 @@ def groups_to_sequences(groups: Seq[TrajectoryGroup], estimator: AdvantageEstima
     return out
 
 
-def logprob_gap(reference: SamplingClient, sequences: Seq[Sequence]) -> list[np.ndarray]:
+def sequence_sources(groups: Seq[TrajectoryGroup], sequences: Seq[Sequence]) -> list[str]:
+    """The prompt source of each sequence (made by :func:`groups_to_sequences` from ``groups``): the
+    name of its group's builder."""
+    return [groups[s.group].builder.name() for s in sequences]
+
+
+def reference_for(reference: Reference, source: str | None) -> SamplingClient:
+    """The policy that scores a sequence from ``source``: ``reference`` itself, or its entry for the
+    source (else its ``"*"`` entry, the policy of every other source)."""
+    if not isinstance(reference, Mapping):
+        return reference
+    if source is not None and source in reference:
+        return reference[source]
+    if "*" in reference:
+        return reference["*"]
+    raise ConfigError(f"no reference policy (teacher) for prompt source {source!r}; "
+                      f"there is one for: {', '.join(sorted(reference))}")
+
+
+def logprob_gap(reference: Reference, sequences: Seq[Sequence],
+                sources: Seq[str | None] | None = None) -> list[np.ndarray]:
     """Per target token of each sequence: the sampler's logprob minus ``reference``'s (0 on observation
-    tokens). One ``compute_logprobs`` request per sequence, all submitted before any is awaited."""
-    futures = [reference.compute_logprobs(types.ModelInput.from_ints(s.tokens)) for s in sequences]
+    tokens); with one reference per source, ``sources`` (one per sequence) chooses it. One
+    ``compute_logprobs`` request per sequence, all submitted before any is awaited."""
+    picked: Seq[str | None] = [None] * len(sequences) if sources is None else sources
+    futures = [reference_for(reference, source).compute_logprobs(types.ModelInput.from_ints(s.tokens))
+               for s, source in zip(sequences, picked)]
     out = []
     for s, future in zip(sequences, futures):
         ref = np.asarray([0.0 if x is None else x for x in future.result()[1:]], dtype=np.float32)

@@ -58,10 +58,12 @@ from cookbook.rl import metrics as rl_metrics
 from cookbook.rl.data import (
     AdvantageEstimator,
     LossNormalization,
+    Reference,
     groups_to_sequences,
     is_constant,
     logprob_gap,
     normalize_token_advantages,
+    sequence_sources,
     token_advantages,
     with_overlong_penalty,
 )
@@ -122,8 +124,9 @@ class RLConfig(LoopConfig):
                                max_episode_tokens=self.max_episode_tokens, on_error=self.on_rollout_error,
                                env_step_timeout=self.env_step_timeout, rollout_timeout=self.rollout_timeout)
 
-    def kl_reference(self, service: ServiceClient) -> SamplingClient | None:
-        """The policy of the KL penalty: ``kl_reference_path``, else the base model; None without a penalty."""
+    def kl_reference(self, service: ServiceClient) -> Reference | None:
+        """The policy of the KL penalty: ``kl_reference_path``, else the base model; None without a penalty
+        (a subclass may give one per prompt source: :data:`cookbook.rl.data.Reference`)."""
         return sampling_client(service, self.base_model, self.kl_reference_path) if self.kl_penalty_coef else None
 
     def reference_metrics(self, sequences: Sequence[RLSequence], gaps: Sequence[np.ndarray],
@@ -157,7 +160,7 @@ def train(
     eval_hooks: Mapping[str, Hook | SamplingHookFn] | None = None,
     run_config: dict[str, Any] | None = None,
     service: ServiceClient | None = None,
-    reference: SamplingClient | None = None,
+    reference: Reference | None = None,
 ) -> RunResult:
     """Train a LoRA adapter with RL on ``dataset``'s environments; ``reference`` replaces
     :meth:`RLConfig.kl_reference`'s policy (``run_config`` and ``service``: see :class:`cookbook.run.Run`)."""
@@ -179,7 +182,7 @@ def train(
     return run.result
 
 
-def train_step(config: RLConfig, training_client: TrainingClient, batch: Batch, reference: SamplingClient | None,
+def train_step(config: RLConfig, training_client: TrainingClient, batch: Batch, reference: Reference | None,
                total: int) -> dict[str, float]:
     """One step on a batch of episodes: advantages (module docstring) -> Datums -> optimizer step(s); its metrics."""
     row = rl_metrics.rollout_metrics(batch.groups, batch.dropped)
@@ -196,7 +199,7 @@ def train_step(config: RLConfig, training_client: TrainingClient, batch: Batch, 
     gaps = None
     if reference is not None and sequences:
         started = time.monotonic()
-        gaps = logprob_gap(reference, sequences)
+        gaps = logprob_gap(reference, sequences, sequence_sources(kept, sequences))
         row.update(config.reference_metrics(sequences, gaps, time.monotonic() - started))
     advantages = token_advantages(sequences, reward_coef=config.reward_coef, kl_coef=config.kl_penalty_coef, gaps=gaps)
     started = time.monotonic()

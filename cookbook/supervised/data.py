@@ -11,12 +11,18 @@ A dataset spec is one string:
 Rows are read from ``messages_field`` (OpenAI-style chat messages), or built from
 ``prompt_field`` / ``response_field`` as one user turn and one assistant turn. A file that cannot
 be read raises a :class:`cookbook.errors.UserError` naming the file and line (or row).
+
+``streaming`` reads rows lazily (:func:`cookbook.rows.iter_rows`) and stops after ``limit`` of them,
+so a file larger than memory never has to be read whole. A mixture (:func:`parse_mix`:
+``source=weight,source=weight``) draws a given number of conversations from several sources in
+proportion to their weights (:func:`load_mixture`): a source with too few is repeated (upsampled).
 """
 
 from __future__ import annotations
 
+import itertools
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -24,7 +30,7 @@ from tinker import types
 
 from cookbook.datums import next_token_datum
 from cookbook.errors import ConfigError, DataError
-from cookbook.rows import read_rows
+from cookbook.rows import iter_rows, read_rows
 from cookbook.seeds import shuffled
 from cookbook.supervised.types import Conversation
 from cookbook.tasks import task_from_spec
@@ -44,16 +50,73 @@ class DatasetSpec:
     system_prompt: str | None = None
 
 
-def load_conversations(spec: DatasetSpec, *, n_synthetic: int = 20000, seed: int = 0) -> list[Conversation]:
-    """All conversations of a dataset spec (synthetic tasks generate ``n_synthetic`` of them)."""
+def load_conversations(spec: DatasetSpec, *, n_synthetic: int = 20000, seed: int = 0, limit: int | None = None,
+                       streaming: bool = False) -> list[Conversation]:
+    """The conversations of a dataset spec (synthetic tasks generate ``n_synthetic`` of them), the first
+    ``limit`` only when given; ``streaming`` reads rows lazily and stops there."""
     task = task_from_spec(spec.source)
     if task is not None:
-        return task.conversations(n_synthetic, seed=seed)
-    rows = read_rows(spec.source, spec.split)
-    conversations = [_row_to_conversation(row, spec, rows.where(i)) for i, row in enumerate(rows)]
+        return task.conversations(max(n_synthetic, limit or 0), seed=seed)[:limit]
+    if streaming:
+        conversations = [_row_to_conversation(row, spec, where)
+                         for row, where in itertools.islice(iter_rows(spec.source, spec.split), limit)]
+    else:
+        rows = read_rows(spec.source, spec.split)
+        count = len(rows) if limit is None else min(limit, len(rows))
+        conversations = [_row_to_conversation(rows[i], spec, rows.where(i)) for i in range(count)]
     if spec.system_prompt:
         conversations = [[{"role": "system", "content": spec.system_prompt}, *c] for c in conversations]
     return conversations
+
+
+def parse_mix(mix: str) -> list[tuple[str, float]]:
+    """``source=weight,source=weight,...`` -> (source, weight) pairs; weights > 0 (they need not sum to 1)."""
+    out: list[tuple[str, float]] = []
+    for entry in mix.split(","):
+        source, sep, weight = (part.strip() for part in entry.rpartition("="))
+        try:
+            value = float(weight)
+        except ValueError:
+            value = float("nan")
+        if not (sep and source) or not value > 0 or value == float("inf"):
+            raise ConfigError(f"data.mix: {entry.strip()!r} is not source=weight with a weight > 0 "
+                              "(e.g. data.mix=chat.jsonl=0.7,hf:org/name=0.3)")
+        out.append((source, value))
+    return out
+
+
+def mixture_counts(weights: Sequence[float], total: int) -> list[int]:
+    """``total`` split in proportion to ``weights`` (largest remainders; the counts sum to ``total``)."""
+    exact = [total * w / sum(weights) for w in weights]
+    counts = [int(x) for x in exact]
+    by_remainder = sorted(range(len(exact)), key=lambda i: counts[i] - exact[i])
+    for i in by_remainder[: total - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+def load_mixture(specs: Sequence[tuple[DatasetSpec, float]], total: int, *, seed: int = 0,
+                 streaming: bool = False) -> list[Conversation]:
+    """``total`` conversations drawn from the specs in proportion to their weights, shuffled with ``seed``.
+    Each source gives its first rows (``streaming``: read lazily, never past what is needed); a source
+    with fewer rows than its share is repeated."""
+    if total < 1:
+        raise ConfigError(f"a data mixture needs a number of examples >= 1, got {total}")
+    mixed: list[Conversation] = []
+    for (spec, _), count in zip(specs, mixture_counts([w for _, w in specs], total)):
+        if count == 0:
+            continue
+        conversations = load_conversations(spec, seed=seed, limit=count, streaming=streaming)
+        if not conversations:
+            raise DataError(f"{spec.source}: no conversations to mix")
+        mixed += list(itertools.islice(_cycle(conversations), count))
+    random.Random(seed).shuffle(mixed)
+    return mixed
+
+
+def _cycle(items: Sequence[Conversation]) -> Iterator[Conversation]:
+    while True:
+        yield from items
 
 
 def _row_to_conversation(row: dict[str, Any], spec: DatasetSpec, where: str) -> Conversation:

@@ -26,6 +26,13 @@ from cookbook.pipeline import Submitted, step_metrics
 from cookbook.primitives import ServiceClient
 from cookbook.run import Run, RunResult
 from cookbook.supervised.data import EpochBatches
+from cookbook.supervised.packing import LossNormalization, normalize_weights, pack_data
+
+
+def _non_negative(config: Any, attr: str) -> None:
+    """chz field validator: the option is None or >= 0."""
+    if getattr(config, attr) is not None and getattr(config, attr) < 0:
+        raise ConfigError(f"{attr} must be >= 0, got {getattr(config, attr)}")
 
 
 @chz.chz
@@ -35,6 +42,13 @@ class TrainConfig(LoopConfig):
     batch_size: int | None = 32  # examples per step ...
     max_tokens_per_batch: int | None = None  # ... or a token budget per step (set batch_size=None)
     num_epochs: int = 1
+    # cross_entropy is a raw sum over tokens; this scales the weights so the step's loss is that sum
+    # (sum; None is sum too), the mean over the batch's weighted tokens (token_mean) or the mean of each
+    # sequence's per-token mean (sequence_mean). See cookbook.supervised.packing.
+    loss_normalization: LossNormalization | None = None
+    # > 0: pack each step's conversations into rows of at most this many tokens, with per-document
+    # attention (positions restart, no token attends across conversations); None or 0: one row each
+    pack_length: int | None = chz.field(default=None, validator=_non_negative)
     log_path: str = "runs/sft"
 
 
@@ -68,9 +82,10 @@ def train(
         return run.result
 
     def submit(step: int) -> Submitted:
-        batch = [train_data[i] for i in batches[step]]
+        batch = normalize_weights([train_data[i] for i in batches[step]], config.loss_normalization or "sum")
+        rows = pack_data(batch, config.pack_length) if config.pack_length else batch
         adam = config.adam_params(step, total)
-        return Submitted(step, adam, run.training_client.forward_backward(batch, "cross_entropy"),
+        return Submitted(step, adam, run.training_client.forward_backward(rows, "cross_entropy"),
                          run.training_client.optim_step(adam), sum(d.model_input.length for d in batch),
                          weight_sum(batch))
 

@@ -37,6 +37,7 @@ from cookbook.distill.train import OnPolicyDistillConfig, reverse_kl_hook, train
 from cookbook.errors import ConfigError
 from cookbook.hooks import accuracy_hook
 from cookbook.recipe_cli import run_recipe
+from cookbook.rl.data import reference_for
 from cookbook.rl.task_env import TaskGroupBuilder, TaskRLDataset
 from cookbook.tasks import AdditionTask
 
@@ -59,12 +60,12 @@ class Config(OnPolicyDistillConfig):
 
 
 def check(config: Config) -> None:
-    if config.base_model == "tiny" and not (config.teacher_path and config.load_checkpoint_path):
+    if config.base_model == "tiny" and not ((config.teacher_path or config.teachers) and config.load_checkpoint_path):
         raise ConfigError("on tiny, set teacher_path (a trained checkpoint) and load_checkpoint_path (a weaker one "
                           "to start the student from): `cookbook quickstart save_every=50 log_path=runs/qs` makes "
                           "both; runs/qs/checkpoints.jsonl lists them (teacher: final's sampler_path; student: an "
                           "early step's state_path)")
-    config.teacher()  # exactly one of teacher_model / teacher_path
+    config.teacher_by_source()  # exactly one of teacher_model / teacher_path, or teachers per source
 
 
 def main(config: Config) -> dict:
@@ -76,12 +77,12 @@ def main(config: Config) -> dict:
     dataset = TaskRLDataset(task, train_problems, renderer, groups_per_batch=config.groups_per_batch,
                             group_size=config.group_size, seed=config.seed)
     service = make_service(config)
-    teacher = config.teacher().sampling_client(service)
+    teacher = config.kl_reference(service)  # one teacher, or one per prompt source (here: the task's name)
     accuracy = accuracy_hook(task, test_problems, renderer, max_tokens=config.max_tokens)
     heldout_kl = reverse_kl_hook(teacher, [TaskGroupBuilder(task, p, renderer, config.kl_samples)
                                            for p in test_problems], max_tokens=config.max_tokens, seed=config.seed)
     student = sampling_client(service, config.base_model, config.load_checkpoint_path)
-    teacher_accuracy = accuracy(teacher)["accuracy"]
+    teacher_accuracy = accuracy(reference_for(teacher, task.name))["accuracy"]
     before, kl_before = accuracy(student)["accuracy"], heldout_kl(student)["reverse_kl"]
     print(f"held-out accuracy: teacher {teacher_accuracy:.1%}, student {before:.1%} at the start "
           f"({len(test_problems)} problems); student's reverse KL to the teacher {kl_before:.4f} per token")
@@ -92,7 +93,8 @@ def main(config: Config) -> dict:
     summary = result.write_summary({
         "teacher_accuracy": teacher_accuracy, "accuracy_before": before, "accuracy_after": last["addition/accuracy"],
         "reverse_kl_before": kl_before, "reverse_kl_after": last["heldout/reverse_kl"],
-        "teacher": str(config.teacher()), "start_checkpoint": config.load_checkpoint_path}, started=started)
+        "teacher": config.teachers or str(config.teacher()), "start_checkpoint": config.load_checkpoint_path},
+        started=started)
     print(f"student's held-out accuracy {before:.1%} -> {summary['accuracy_after']:.1%} (teacher "
           f"{teacher_accuracy:.1%}); reverse KL {kl_before:.4f} -> {summary['reverse_kl_after']:.4f} per token after "
           f"{result.steps} steps in {summary['seconds']:.0f}s; run directory: {config.log_path}")

@@ -15,9 +15,12 @@ model that cannot be loaded stops with one line naming it (``--debug`` for the t
 
 from __future__ import annotations
 
+import dataclasses
+
 import chz
 
 from cookbook.completers import known_renderer, renderer_for
+from cookbook.errors import ConfigError
 from cookbook.recipe_cli import run_recipe
 from cookbook.run import RunResult
 from cookbook.supervised.data import (
@@ -25,6 +28,8 @@ from cookbook.supervised.data import (
     TrainOnWhatName,
     conversations_to_data,
     load_conversations,
+    load_mixture,
+    parse_mix,
     split_train_test,
 )
 from cookbook.supervised.train import TrainConfig, train
@@ -41,6 +46,8 @@ class DataConfig:
     system_prompt: str | None = None
     test_size: float = 0.05  # held-out fraction (< 1) or count (>= 1) for test NLL
     max_examples: int | None = None
+    mix: str | None = None  # source=weight,source=weight: max_examples conversations drawn by weight (sets source)
+    streaming: bool | None = None  # true: read rows lazily, never past max_examples (or a mixture's share)
     max_length: int | None = 2048  # tokens per example; longer ones are truncated
     train_on_what: TrainOnWhatName = "all_assistant_messages"
 
@@ -57,9 +64,15 @@ def build_data(config: Config):
     renderer = renderer_for(config.base_model, config.renderer)
     spec = DatasetSpec(config.data.source, config.data.split, config.data.messages_field, config.data.prompt_field,
                        config.data.response_field, config.data.system_prompt)
-    conversations = load_conversations(spec, seed=config.seed)
-    if config.data.max_examples is not None:
-        conversations = conversations[: config.data.max_examples]
+    if config.data.mix:
+        if config.data.max_examples is None:
+            raise ConfigError("data.mix draws data.max_examples conversations from its sources: set data.max_examples")
+        specs = [(dataclasses.replace(spec, source=source), weight) for source, weight in parse_mix(config.data.mix)]
+        conversations = load_mixture(specs, config.data.max_examples, seed=config.seed,
+                                     streaming=bool(config.data.streaming))
+    else:
+        conversations = load_conversations(spec, seed=config.seed, limit=config.data.max_examples,
+                                           streaming=bool(config.data.streaming))
     train_convs, test_convs = split_train_test(conversations, config.data.test_size, seed=config.seed)
 
     def to_data(convs):

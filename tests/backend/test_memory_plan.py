@@ -74,9 +74,9 @@ def _pass(client, monkeypatch, free: int | None):
     calls = []
     real = client.base.sequence_logprobs
     monkeypatch.setattr(client.base, "sequence_logprobs",
-                        lambda inputs, targets: calls.append((len(inputs), max(map(len, inputs)),
+                        lambda inputs, targets, *docs: calls.append((len(inputs), max(map(len, inputs)),
                                                               client.base.checkpointing.on))
-                        or real(inputs, targets))
+                        or real(inputs, targets, *docs))
     out = client.forward_backward(_data(), "cross_entropy").result()
     grads = [p.grad.clone() for p in client.adapter.parameters()]
     for p in client.adapter.parameters():

@@ -118,3 +118,24 @@ def test_a_new_run_starts_from_load_checkpoint_path(service, data, tmp_path):
     fresh = train(_config(tmp_path, max_steps=1, save_every=0, eval_every=0, learning_rate=0.0,
                           log_path=str(tmp_path / "c")), data, service=service)
     assert not all(torch.equal(start[k], v) for k, v in _final_weights(service, fresh).items())
+
+
+@pytest.mark.parametrize("normalization", ["sum", "sequence_mean"])
+def test_packed_steps_equal_unpacked_steps(service, data, tmp_path, normalization):
+    """pack_length packs each step's conversations into rows; the losses and weights stay the run's."""
+    results = {}
+    for pack_length in (0, 100):
+        config = _config(tmp_path, max_steps=3, save_every=0, eval_every=0, pack_length=pack_length,
+                         loss_normalization=normalization, log_path=str(tmp_path / f"run{pack_length}"))
+        results[pack_length] = train(config, data, service=service)
+    losses = {k: [m["train/loss"] for m in r.metrics] for k, r in results.items()}
+    assert losses[100] == pytest.approx(losses[0], rel=1e-4)
+    assert [m["tokens"] for m in results[100].metrics] == [m["tokens"] for m in results[0].metrics]
+    packed, unpacked = (_final_weights(service, results[k]) for k in (100, 0))
+    for key in unpacked:
+        torch.testing.assert_close(packed[key], unpacked[key], atol=1e-4, rtol=1e-3)
+
+
+def test_a_negative_pack_length_is_a_config_error(tmp_path):
+    with pytest.raises(cookbook.errors.ConfigError, match="pack_length"):
+        _config(tmp_path, pack_length=-1)

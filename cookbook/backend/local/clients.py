@@ -248,7 +248,8 @@ class TrainingClient(_ReadyClient):
     def _logprobs(self, prepared, batch: MicroBatch) -> list[torch.Tensor]:
         idx = batch.indices
         with self.base.layer_checkpointing(batch.checkpointed):
-            return self.base.sequence_logprobs([prepared[i].tokens for i in idx], [prepared[i].targets for i in idx])
+            return self.base.sequence_logprobs([prepared[i].tokens for i in idx], [prepared[i].targets for i in idx],
+                                               [prepared[i].documents for i in idx])
 
     def _builtin_pass(self, prepared, spec, cfg, backward: bool) -> types.ForwardBackwardOutput:
         logprobs: list[torch.Tensor | None] = [None] * len(prepared)

@@ -153,18 +153,24 @@ class BaseModel:
     def lm_head(self) -> Any:
         return self.model.get_output_embeddings()
 
-    def hidden_states(self, batch: Sequence[Sequence[int]]) -> tuple[torch.Tensor, list[int]]:
+    def hidden_states(self, batch: Sequence[Sequence[int]],
+                      documents: Sequence[torch.Tensor | None] | None = None) -> tuple[torch.Tensor, list[int]]:
         """Final hidden states of right-padded sequences ([B, T, H]) and their lengths.
 
         With right padding and causal attention no real position ever attends to a pad,
-        so no attention mask is needed.
+        so no attention mask is needed. When a sequence has ``documents`` (document index per
+        position, see ``validation.DOCUMENT_IDS``), the micro-batch gets position ids that restart at
+        every document and a block-diagonal causal mask: no token attends across documents.
         """
         lengths = [len(s) for s in batch]
         width = max(lengths)
         ids = torch.zeros(len(batch), width, dtype=torch.long)
         for i, s in enumerate(batch):
             ids[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
-        out = self.body(input_ids=ids.to(self.device), use_cache=False)
+        extra: dict[str, torch.Tensor] = {}
+        if documents is not None and any(d is not None for d in documents):
+            extra = document_attention(lengths, documents, width, self.device)
+        out = self.body(input_ids=ids.to(self.device), use_cache=False, **extra)
         return out.last_hidden_state, lengths
 
     def token_logprobs(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -188,9 +194,11 @@ class BaseModel:
             return logits.gather(-1, t[:, None])[:, 0] - lse
         return logits.gather(-1, t) - lse[:, None]
 
-    def sequence_logprobs(self, inputs: Sequence[Sequence[int]], targets: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """Per-datum log p(targets) for one batch of token sequences (uses the routed adapters)."""
-        hidden, lengths = self.hidden_states(inputs)
+    def sequence_logprobs(self, inputs: Sequence[Sequence[int]], targets: Sequence[torch.Tensor],
+                          documents: Sequence[torch.Tensor | None] | None = None) -> list[torch.Tensor]:
+        """Per-datum log p(targets) for one batch of token sequences (uses the routed adapters);
+        ``documents``: see :meth:`hidden_states`."""
+        hidden, lengths = self.hidden_states(inputs, documents)
         flat_h = torch.cat([hidden[i, :n] for i, n in enumerate(lengths)])
         flat_t = torch.cat([t.to(self.device) for t in targets])
         flat_lp = self.token_logprobs(flat_h, flat_t)
@@ -205,6 +213,25 @@ class BaseModel:
             values.append(top.values)
             ids.append(top.indices)
         return torch.cat(values), torch.cat(ids)
+
+
+def document_attention(lengths: Sequence[int], documents: Sequence[torch.Tensor | None], width: int,
+                       device: torch.device) -> dict[str, torch.Tensor]:
+    """``position_ids`` [B, T] restarting at each document and a boolean ``attention_mask`` [B, 1, T, T]
+    (True: may attend) that is causal within each document and empty across documents. A sequence
+    without documents is one document; the pad positions after a sequence form one more (they attend
+    only to each other, so no row of the mask is empty)."""
+    doc = torch.empty(len(lengths), width, dtype=torch.long)
+    for i, (n, d) in enumerate(zip(lengths, documents)):
+        doc[i, :n] = 0 if d is None else d
+        doc[i, n:] = (0 if d is None or n == 0 else int(d[n - 1])) + 1
+    arange = torch.arange(width)
+    first = torch.ones_like(doc, dtype=torch.bool)
+    first[:, 1:] = doc[:, 1:] != doc[:, :-1]
+    start = torch.cummax(torch.where(first, arange, 0), dim=1).values  # each position's document start
+    same = doc[:, :, None] == doc[:, None, :]
+    causal = torch.ones(width, width, dtype=torch.bool).tril()
+    return {"position_ids": (arange - start).to(device), "attention_mask": (same & causal)[:, None].to(device)}
 
 
 @dataclass

@@ -58,11 +58,19 @@ def loss_spec(loss_fn: str, loss_fn_config: Mapping[str, float] | None) -> LossS
     return spec
 
 
+# An optional loss input of every loss: several documents packed into one datum. Equal ids mark one
+# document (a contiguous run of positions); positions restart at each document's first token and no
+# token attends to another document's tokens, so a packed datum computes what its documents would
+# compute as separate datums.
+DOCUMENT_IDS = "document_ids"
+
+
 @dataclass(frozen=True)
 class PreparedDatum:
     tokens: list[int]
     targets: torch.Tensor  # int64 [N] or [N, K]
     inputs: dict[str, torch.Tensor]  # float32, same leading length N
+    documents: torch.Tensor | None = None  # int64 [N] document index per position (0, 1, ...), or None
 
 
 def prepare_data(
@@ -106,8 +114,27 @@ def prepare_data(
             if not torch.isfinite(value).all():
                 raise errors.NonFiniteInputError(f"data[{i}]: {key} contains NaN or infinity")
             inputs[key] = value
-        prepared.append(PreparedDatum(tokens, targets, inputs))
+        documents = _documents(given[DOCUMENT_IDS], n, i) if DOCUMENT_IDS in given else None
+        prepared.append(PreparedDatum(tokens, targets, inputs, documents))
     return prepared
+
+
+def _documents(ids: types.TensorData, n: int, i: int) -> torch.Tensor:
+    """``document_ids`` as document indices 0, 1, ... per position; each document must be one run."""
+    raw = np.asarray(ids.to_numpy())
+    if raw.shape != (n,):
+        raise errors.LengthMismatchError(
+            f"data[{i}]: {DOCUMENT_IDS} has shape {list(raw.shape)}; expected [{n}] (the model input length)")
+    if raw.dtype.kind not in "iu" and not (raw.dtype.kind == "f" and np.all(np.isfinite(raw))
+                                          and np.all(raw == np.round(raw))):
+        raise errors.InvalidRequestError(f"data[{i}]: {DOCUMENT_IDS} must be integers")
+    starts = np.flatnonzero(raw[1:] != raw[:-1]) + 1
+    if len(set(raw[np.concatenate([[0], starts])].tolist())) != len(starts) + 1:
+        raise errors.InvalidRequestError(
+            f"data[{i}]: {DOCUMENT_IDS} must give each document one contiguous run of positions")
+    index = np.zeros(n, dtype=np.int64)
+    index[starts] = 1
+    return torch.from_numpy(np.cumsum(index))
 
 
 def sampling_request(
