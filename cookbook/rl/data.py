@@ -56,7 +56,6 @@ LossNormalization = Literal["sum", "token_mean", "sequence_mean"]
 Reference: TypeAlias = SamplingClient | Mapping[str, SamplingClient]
 
 
-
 def batch_advantages(rewards: Seq[Seq[float]], estimator: AdvantageEstimator = "group_mean", *,
                      eps: float = 1e-6) -> list[list[float]]:
     """Each episode's advantage, from the rewards of a batch's groups (``rewards[g][e]``; see the module
