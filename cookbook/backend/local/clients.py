@@ -29,6 +29,7 @@ from .futures import LocalFuture
 from .lora import Adapter, LoraSpec, max_rank, new_adapter, training_bytes
 from .model import BaseModel
 from .registry import LOCAL_OWNER, Registry, RunRecord, SamplerRecord, SessionRecord
+from .rest import RestClient
 from .sampling import ReadyClient, SamplingClient
 from .stability import DAY_S, StabilityStore
 from .training import TrainingClient
@@ -263,11 +264,10 @@ class ServiceClient(ReadyClient):
                                                sampleable=True))
         return types.GetServerCapabilitiesResponse(supported_models=models)
 
-    def create_rest_client(self):
-        """The REST calls (training runs, checkpoints, sessions) as this session's owner sees them."""
-        from .rest import RestClient
-
-        return RestClient(self)
+    def create_rest_client(self, *, owner: str | None = None, scheme: str | None = None) -> RestClient:
+        """The REST calls (training runs, checkpoints, sessions) as this session's owner (or ``owner``)
+        sees them, with paths in ``scheme`` (default ``local://``)."""
+        return RestClient(self, owner=owner, scheme=scheme or checkpoints.SCHEME)
 
     def copy_weights(self, path: str, *, ttl_seconds: int | None = None,
                      weights_access_token: str | None = None, run_id: str | None = None,

@@ -73,8 +73,6 @@ class NotFoundError(LocalBackendError, FileNotFoundError):
 class ConflictError(InvalidRequestError):
     """The request conflicts with the resource's state (publishing a checkpoint that is already public)."""
 
-    http_status = 409
-
 
 class UnsupportedError(InvalidRequestError):
     """A Tinker feature this backend cannot provide (the message says why)."""

@@ -48,9 +48,9 @@ def _done(value: Any) -> LocalFuture:
 class RestClient:
     """REST calls as ``service``'s owner (``scheme``: how checkpoint paths are spelled)."""
 
-    def __init__(self, service: ServiceClient, *, scheme: str = checkpoints.SCHEME) -> None:
+    def __init__(self, service: ServiceClient, *, owner: str | None = None, scheme: str = checkpoints.SCHEME) -> None:
         self.service, self.scheme = service, scheme
-        self.owner = service.owner
+        self.owner = owner or service.owner
         self.registry = service.registry
         self.runs = service.registry.runs
 
@@ -285,11 +285,11 @@ class RestClient:
 
     def _summary(self, session: SessionRecord) -> types.SessionSummary:
         entries = [e for run_id in session.training_run_ids for e in self.runs.checkpoints(run_id)]
-        return types.SessionSummary(
+        return types.SessionSummary.model_validate(dict(
             session_id=session.session_id, created_at=_time(session.created_at), owner=self._urn(session.owner),
             project_id=session.project_id or "", status=session.status, checkpoints_count=len(entries),
             display_name=session.display_name, user_metadata=session.user_metadata,
-            checkpoint_storage_bytes=sum(checkpoints.size_bytes(e.directory) for e in entries))
+            checkpoint_storage_bytes=sum(checkpoints.size_bytes(e.directory) for e in entries)))
 
     @staticmethod
     def _urn(owner: str | None) -> str:

@@ -55,10 +55,11 @@ class SamplingClient(ReadyClient):
     def sample(self, prompt: types.ModelInput, num_samples: int, sampling_params: types.SamplingParams,
                include_prompt_logprobs: bool = False, topk_prompt_logprobs: int = 0, topk_sample_logprobs: int = 0,
                target_prompt_logprobs: types.TensorData | None = None, prompt_alt_tokens_k: int = 0,
-               prompt_logprobs_last_n: int | None = None, *,
-               sequence_ids: list[str] | None = None) -> LocalFuture[types.SampleResponse]:
+               prompt_logprobs_last_n: int | None = None, *, sequence_ids: list[str] | None = None,
+               record_stability_info: bool | None = None) -> LocalFuture[types.SampleResponse]:
         """``tinker.SamplingClient.sample``. ``sequence_ids`` (one per sample) names the sequences instead
-        of fresh ids (the Tinker server passes the ids it promised the client)."""
+        of fresh ids, and ``record_stability_info`` overrides the client's setting for this request (the
+        Tinker server passes what the SDK's request says)."""
         tokens, max_tokens = validation.sampling_request(
             prompt, num_samples, sampling_params, vocab_size=self.base.vocab_size,
             max_context=self.base.max_context, topk_sample_logprobs=topk_sample_logprobs)
@@ -75,7 +76,8 @@ class SamplingClient(ReadyClient):
         job = SampleJob(tokens, num_samples, sampling_params, max_tokens, self.adapter, LocalFuture(),
                         prompt_request=prompt_request, topk_sample_logprobs=topk_sample_logprobs,
                         generator=generator, sequence_ids=list(sequence_ids) if sequence_ids else None,
-                        record=self.service.stability if self.record_stability_info else None)
+                        record=self.service.stability if (self.record_stability_info if record_stability_info is None
+                                                          else record_stability_info) else None)
         return self._engine.submit_sample(self.base, job)
 
     def compute_logprobs(self, prompt: types.ModelInput,

@@ -141,8 +141,8 @@ class TrainingClient(ReadyClient):
             for batch in self._batches(prepared, backward):
                 idx = batch.indices
                 lps = self._logprobs(prepared, batch)
-                loss = sum(spec.fn(lp, {k: v.to(lp.device) for k, v in prepared[i].inputs.items()}, cfg)
-                           for i, lp in zip(idx, lps))
+                loss = torch.stack([spec.fn(lp, {k: v.to(lp.device) for k, v in prepared[i].inputs.items()}, cfg)
+                                    for i, lp in zip(idx, lps)]).sum()
                 if backward:
                     for acc, g in zip(grads, torch.autograd.grad(loss, self._params, allow_unused=True)):
                         if g is not None:
