@@ -27,6 +27,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -232,7 +234,9 @@ def _mixed_decode(service: ServiceClient, model: str, adapters: int) -> dict:
 
 def run(out: Path, device: str, dry_run: bool, only: list[str] | None = None) -> dict:
     results: dict = {"device": device, "dry_run": dry_run, "probes": {}}
-    probes = Probes(device, dry_run, out.parent / (out.stem + "-checkpoints"))
+    # checkpoints and run records go to a scratch folder: the suite's output folder holds only what it sends back
+    scratch = tempfile.mkdtemp(prefix="gpu-probes-")
+    probes = Probes(device, dry_run, Path(scratch))
     try:
         for name in only or PROBES:
             start = time.perf_counter()
@@ -247,6 +251,7 @@ def run(out: Path, device: str, dry_run: bool, only: list[str] | None = None) ->
             print(f"{name}: {'ok' if result['ok'] else 'FAILED'} ({result['seconds']}s)", flush=True)
     finally:
         probes.close()
+        shutil.rmtree(scratch, ignore_errors=True)
     return results
 
 

@@ -81,6 +81,7 @@ class TokensWithLogprobs:
     tokens: list[int]
     logprobs: list[float] | None  # per sampled token, log_softmax(logits / temperature)
     stop_reason: str  # "stop" (a stop sequence or EOS) or "length" (max_tokens, or the context's end)
+    sequence_id: str | None = None  # SampledSequence.sequence_id: what training datums' provenance names
 
 
 @dataclass(frozen=True)
@@ -200,5 +201,5 @@ def samples_of(response: types.SampleResponse | None, num_samples: int) -> list[
     """A response's sequences (``num_samples`` empty ones for None: no room in the context)."""
     if response is None:
         return [TokensWithLogprobs([], [], "length") for _ in range(num_samples)]
-    return [TokensWithLogprobs(list(s.tokens), None if s.logprobs is None else list(s.logprobs), s.stop_reason)
-            for s in response.sequences]
+    return [TokensWithLogprobs(list(s.tokens), None if s.logprobs is None else list(s.logprobs), s.stop_reason,
+                               getattr(s, "sequence_id", None)) for s in response.sequences]

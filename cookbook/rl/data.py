@@ -32,14 +32,18 @@ KL, with the teacher as that policy); :func:`token_advantages` combines it with 
 :data:`Reference` is one policy, or one per prompt source (the name of the group builder that made
 the episode: :func:`sequence_sources`), e.g. a teacher per source in multi-teacher distillation.
 
-May import ``cookbook.rl.types``, ``cookbook.primitives`` and ``tinker``.
+Each sequence also keeps its provenance (:mod:`cookbook.rl.provenance`: which sampled sequence's
+prompt or sampled tokens each token is), when the sampler named its sequences; ``to_datum`` attaches
+it for ``stable_reinforce`` and adds the ``sequence_ratio_mask`` (the action tokens) ``gspo`` needs.
+
+May import ``cookbook.rl.types``, ``cookbook.rl.provenance``, ``cookbook.primitives`` and ``tinker``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from collections.abc import Sequence as Seq
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal, TypeAlias
 
 import numpy as np
@@ -47,6 +51,7 @@ from tinker import types
 
 from cookbook.errors import ConfigError
 from cookbook.primitives import SamplingClient
+from cookbook.rl.provenance import Run, with_provenance
 from cookbook.rl.types import Trajectory, TrajectoryGroup
 
 AdvantageEstimator = Literal["group_mean", "group_std", "rloo", "reinforce_pp"]
@@ -117,6 +122,7 @@ class Sequence:
     mask: list[float]  # 1 on action tokens
     advantage: float
     group: int  # index of its group in the batch
+    runs: list[Run] | None = field(default_factory=list)  # provenance of the tokens (None: a turn had no sequence id)
 
     def target_mask(self) -> np.ndarray:
         return np.asarray(self.mask[1:], dtype=np.float32)
@@ -124,19 +130,27 @@ class Sequence:
     def target_logprobs(self) -> np.ndarray:
         return np.asarray(self.logprobs[1:], dtype=np.float32)
 
-    def to_datum(self, advantages: np.ndarray | None = None) -> types.Datum:
+    def to_datum(self, advantages: np.ndarray | None = None, *, sequence_ratio_mask: bool = False,
+                 provenance: bool = False) -> types.Datum:
         """Next-token datum (position i predicts token i + 1); per-target ``advantages`` default to
-        the episode's advantage on action tokens."""
+        the episode's advantage on action tokens. ``sequence_ratio_mask`` adds the action-token mask
+        (``gspo``); ``provenance`` attaches the tokens' provenance (``stable_reinforce``)."""
         if advantages is None:
             advantages = self.target_mask() * np.float32(self.advantage)
-        return types.Datum(
-            model_input=types.ModelInput.from_ints(self.tokens[:-1]),
-            loss_fn_inputs={
-                "target_tokens": types.TensorData.from_numpy(np.asarray(self.tokens[1:], dtype=np.int64)),
-                "logprobs": types.TensorData.from_numpy(self.target_logprobs()),
-                "advantages": types.TensorData.from_numpy(np.asarray(advantages, dtype=np.float32)),
-            },
-        )
+        inputs = {
+            "target_tokens": types.TensorData.from_numpy(np.asarray(self.tokens[1:], dtype=np.int64)),
+            "logprobs": types.TensorData.from_numpy(self.target_logprobs()),
+            "advantages": types.TensorData.from_numpy(np.asarray(advantages, dtype=np.float32)),
+        }
+        if sequence_ratio_mask:
+            inputs["sequence_ratio_mask"] = types.TensorData.from_numpy(self.target_mask())
+        datum = types.Datum(model_input=types.ModelInput.from_ints(self.tokens[:-1]), loss_fn_inputs=inputs)
+        if not provenance:
+            return datum
+        if self.runs is None:
+            raise ValueError("this sequence has no provenance: its sampler returned no sequence ids "
+                             "(stable_reinforce needs a sampler made with record_stability_info=True)")
+        return with_provenance(datum, self.runs)
 
 
 def trajectory_sequences(trajectory: Trajectory, advantage: float, group: int = 0) -> list[Sequence]:
@@ -150,6 +164,11 @@ def trajectory_sequences(trajectory: Trajectory, advantage: float, group: int = 
         else:
             current, new_prompt = Sequence([], [], [], advantage, group), observation
             out.append(current)
+        if t.sequence_id is None:
+            current.runs = None
+        elif current.runs is not None:
+            current.runs += [Run(t.sequence_id, False, len(observation) - len(new_prompt), len(new_prompt)),
+                             Run(t.sequence_id, True, 0, len(t.action))]
         current.tokens += new_prompt + list(t.action)
         current.logprobs += [0.0] * len(new_prompt) + list(t.logprobs)
         current.mask += [0.0] * len(new_prompt) + [1.0] * len(t.action)

@@ -118,7 +118,7 @@ async def run_episode(env: Env, sampler: SamplingClient, settings: RolloutSettin
         result = await _env_call(env.step, settings.env_step_timeout, action)
         transitions.append(Transition(observation.model_input, action, list(sampled.logprobs or [0.0] * len(action)),
                                       sampled.stop_reason, float(result.reward), result.done, dict(result.metrics),
-                                      result.log))
+                                      result.log, sampled.sequence_id))
         if result.done:
             break
         if result.next_observation is None:

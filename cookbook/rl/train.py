@@ -26,7 +26,12 @@ sampler-vs-trainer logprob difference is logged every step at no extra cost.
 
 Off-policy (``max_staleness = k > 0``): a background thread samples ahead while the trainer
 trains; a batch is sampled with weights at most k optimizer steps older than the step that trains
-on it (the sampler waits otherwise), and ``importance_sampling`` / ``ppo`` correct for the lag.
+on it (the sampler waits otherwise), and ``importance_sampling`` / ``ppo`` / ``gspo`` /
+``stable_reinforce`` correct for the lag.
+
+``loss_fn=gspo`` adds each datum's ``sequence_ratio_mask`` (its action tokens); ``loss_fn=stable_reinforce``
+samples with ``record_stability_info=True`` and gives each datum the provenance of its tokens (the
+sampled sequences' ids), from which the backend takes the behaviour logprobs it recorded.
 
 Everything around the step (run directory, resume, hooks, logging, progress, checkpoints) is the run
 skeleton's (``cookbook.run``). May import the shared layer, ``cookbook.rl.*`` and ``renderers``;
@@ -73,7 +78,7 @@ from cookbook.rl.rollouts import OnError, RolloutSettings, rollout_batch
 from cookbook.rl.types import RLDataset, TrajectoryGroup
 from cookbook.run import Run, RunResult
 
-LossName = Literal["importance_sampling", "ppo", "cispo", "dro"]
+LossName = Literal["importance_sampling", "ppo", "cispo", "dro", "gspo", "stable_reinforce"]
 LOSSES: tuple[str, ...] = get_args(LossName)
 
 
@@ -94,9 +99,10 @@ class RLConfig(LoopConfig):
     max_turns: int = 16
     max_episode_tokens: int | None = None
     loss_fn: LossName = "importance_sampling"
-    clip_low_threshold: float | None = None  # ppo / cispo clipping (None: the loss's default)
-    clip_high_threshold: float | None = None
+    clip_low_threshold: float | None = None  # ppo / cispo / gspo clipping (None: the loss's default)
+    clip_high_threshold: float | None = None  # (stable_reinforce: its importance-weight cap)
     dro_beta: float | None = None
+    stable_reinforce_kl_coeff: float | None = None  # stable_reinforce's kl_coeff (None: the loss's default)
     num_substeps: int = 1  # optimizer steps per batch (the batch split into this many minibatches)
     advantage_estimator: AdvantageEstimator = "group_mean"  # group_mean, group_std (GRPO), rloo, reinforce_pp
     loss_normalization: LossNormalization = "sum"  # sum over tokens, token_mean over the batch, sequence_mean
@@ -116,7 +122,7 @@ class RLConfig(LoopConfig):
 
     def loss_fn_config(self) -> dict[str, float] | None:
         config = {"clip_low_threshold": self.clip_low_threshold, "clip_high_threshold": self.clip_high_threshold,
-                  "beta": self.dro_beta}
+                  "beta": self.dro_beta, "kl_coeff": self.stable_reinforce_kl_coeff}
         return {k: float(v) for k, v in config.items() if v is not None} or None
 
     def rollout_settings(self) -> RolloutSettings:
@@ -172,7 +178,8 @@ def train(
     with run:
         reference = reference or config.kl_reference(run.service)
         episodes = EpisodeLog(run.dir.path / "episodes.txt", run.training_client.get_tokenizer(), config.log_groups)
-        with _Samplers(run.training_client, run.start, config.max_staleness) as samplers:
+        with _Samplers(run.training_client, run.start, config.max_staleness,
+                       record_stability_info=config.loss_fn == "stable_reinforce") as samplers:
             for batch in _batch_source(config, dataset, samplers, run.start, total):
                 assert batch.step - batch.version <= config.max_staleness, (batch.step, batch.version)
                 episodes.write(batch.step, batch.groups)
@@ -211,18 +218,24 @@ def train_step(config: RLConfig, training_client: TrainingClient, batch: Batch, 
 class _Samplers:
     """Sampling clients of the training weights by version (optimizer steps done), for the rollouts."""
 
-    def __init__(self, training_client: TrainingClient, version: int, max_staleness: int) -> None:
+    def __init__(self, training_client: TrainingClient, version: int, max_staleness: int, *,
+                 record_stability_info: bool = False) -> None:
         self.training_client, self.max_staleness = training_client, max_staleness
+        self.record_stability_info = record_stability_info  # stable_reinforce's samplers record each sequence
         self._cv = threading.Condition()
         self._closed = False
-        self._latest: tuple[int, SamplingClient | None] = (
-            version, ready(training_client.save_weights_and_get_sampling_client()))
+        self._latest: tuple[int, SamplingClient | None] = (version, self._snapshot())
+
+    def _snapshot(self) -> SamplingClient:
+        if self.record_stability_info:
+            return ready(self.training_client.save_weights_and_get_sampling_client(record_stability_info=True))
+        return ready(self.training_client.save_weights_and_get_sampling_client())
 
     def publish(self, version: int) -> None:
         if self.max_staleness == 0:  # sync: the next batch is sampled on demand with these weights
             self._latest = (version, None)
             return
-        client = ready(self.training_client.save_weights_and_get_sampling_client())
+        client = self._snapshot()
         with self._cv:
             self._latest = (version, client)
             self._cv.notify_all()
@@ -234,7 +247,7 @@ class _Samplers:
                 self._cv.wait()
             version, client = self._latest
         if client is None:
-            client = ready(self.training_client.save_weights_and_get_sampling_client())
+            client = self._snapshot()
             self._latest = (version, client)
         return version, client
 
@@ -305,7 +318,9 @@ def _train_on(config: RLConfig, tc: TrainingClient, sequences: list[RLSequence],
         if part:
             scaled = normalize_token_advantages([sequences[i] for i in part], [advantages[i] for i in part],
                                                 config.loss_normalization)
-            data = [sequences[i].to_datum(a) for i, a in zip(part, scaled)]
+            data = [sequences[i].to_datum(a, sequence_ratio_mask=config.loss_fn == "gspo",
+                                          provenance=config.loss_fn == "stable_reinforce")
+                    for i, a in zip(part, scaled)]
             fb = tc.forward_backward(data, config.loss_fn, config.loss_fn_config())
             submitted.append((part, fb, tc.optim_step(adam)))
     first_part, first_fb, _ = submitted[0]

@@ -119,6 +119,7 @@ class Transition:
     done: bool
     metrics: dict[str, float] = field(default_factory=dict)
     log: str = ""
+    sequence_id: str | None = None  # the sampled sequence's id (provenance for stable_reinforce)
 
 
 @dataclass

@@ -68,7 +68,7 @@ def test_bf16_training_keeps_fp32_adapter_and_optimizer_state(clients):
     tc.optim_step(types.AdamParams(learning_rate=1e-3)).result()
     assert np.isfinite(loss)
     assert {p.dtype for p in tc.adapter.parameters()} == {torch.float32}
-    moments = [t for s in tc._optimizer.state.values() for t in s.values() if torch.is_tensor(t) and t.dim() > 0]
+    moments = [t for s in tc._optimizer.torch.state.values() for t in s.values() if torch.is_tensor(t) and t.dim() > 0]
     assert moments and {t.dtype for t in moments} == {torch.float32}
     after = tc.adapter.state_dict()
     assert all(not torch.equal(before[k], after[k]) for k in before)  # every A and B moved

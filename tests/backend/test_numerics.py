@@ -223,3 +223,98 @@ def test_activation_checkpointing_gives_the_same_gradients(service, tmp_path, mo
     for a, b in zip(grads[0][1], grads[1][1]):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
     checkpointed.engine.close()
+
+
+def _lora_grads(client) -> dict[str, torch.Tensor]:
+    return {**{f"{n}.A": client.adapter.a[n].grad for n in client.adapter.a},
+            **{f"{n}.B": client.adapter.b[n].grad for n in client.adapter.b}}
+
+
+def _peft_grads(ref_model, client) -> dict[str, torch.Tensor]:
+    grads = {}
+    for name in client.adapter.a:
+        module = ref_model.base_model.model.get_submodule(name)
+        grads[f"{name}.A"] = module.lora_A["default"].weight.grad
+        grads[f"{name}.B"] = module.lora_B["default"].weight.grad
+    return grads
+
+
+@pytest.mark.skipif(LOW_PRECISION, reason="fp32 comparison (the bf16 bounds are the other losses' test)")
+def test_gspo_loss_and_lora_gradients_match_an_independent_computation(client):
+    """GSPO: the sequence ratio (mean log-ratio over ``sequence_ratio_mask``) with each token's own
+    gradient, clipped like PPO; computed by hand on a PEFT model. Mask patterns: all, part, none."""
+    data = _rl_data(seed=3)
+    masks = [[1.0] * (len(s) - 1) for s in SEQS]
+    masks[1] = [0.0] + [1.0] * (len(SEQS[1]) - 2)
+    masks[3] = [0.0] * (len(SEQS[3]) - 1)  # no position in the ratio: ratio 1
+    data = [make_datum(s, logprobs=d.loss_fn_inputs["logprobs"].tolist(),
+                       advantages=d.loss_fn_inputs["advantages"].tolist(), sequence_ratio_mask=m)
+            for s, d, m in zip(SEQS, data, masks)]
+    config = {"clip_low_threshold": 0.5, "clip_high_threshold": 1.5}
+    ref_model = _peft_reference(client)
+    total = torch.zeros(())
+    for seq, mask, d in zip(SEQS, masks, data):
+        lp = _ref_logprobs(ref_model, seq)
+        q = torch.tensor(d.loss_fn_inputs["logprobs"].tolist())
+        adv = torch.tensor(d.loss_fn_inputs["advantages"].tolist())
+        m = torch.tensor(mask)
+        seq_log_ratio = ((lp.detach() - q) * m).sum() / m.sum() if m.sum() > 0 else torch.zeros(())
+        s = torch.exp(seq_log_ratio) * torch.exp(lp - lp.detach())
+        total = total - torch.minimum(s * adv, torch.clamp(s, 0.5, 1.5) * adv).sum()
+    total.backward()
+    try:
+        out = client.forward_backward(data, "gspo", config).result()
+        assert_close(out.metrics["loss:sum"], float(total.detach()), atol=1e-4, rtol=1e-5)
+        ref_grads, ours = _peft_grads(ref_model, client), _lora_grads(client)
+        for key, grad in ours.items():
+            assert_close(grad, ref_grads[key], atol=1e-4, rtol=1e-4)
+    finally:
+        for p in client.adapter.parameters():
+            p.grad = None
+
+
+@pytest.mark.skipif(LOW_PRECISION, reason="fp32 comparison (the bf16 bounds are the other losses' test)")
+def test_stable_reinforce_loss_and_lora_gradients_match_an_independent_computation(service):
+    """StableReinforce on sequences sampled with ``record_stability_info``, trained after the weights
+    moved (so the importance weights differ from 1 and some hit the cap): the behaviour logprobs are
+    the sampler's (not the datum's ``logprobs``, which is garbage here), prompt tokens do not count,
+    and the loss is ``-sg(min(w, cap)) * A * logp + kl_coeff * (w - 1 - log w)``, checked on PEFT."""
+    from cookbook.rl.provenance import Run, with_provenance
+
+    tc = service.create_lora_training_client("tiny", rank=8, seed=4)
+    randomize_adapter(tc, seed=5)
+    sampler = tc.save_weights_and_get_sampling_client(record_stability_info=True)
+    prompt = [5, 72, 101, 108]
+    out = sampler.sample(types.ModelInput.from_ints(prompt), 3,
+                         types.SamplingParams(max_tokens=6, temperature=1.0, seed=2)).result()
+    randomize_adapter(tc, seed=6, scale=0.08)  # the trainer has moved on since sampling
+    rng = np.random.default_rng(1)
+    data, seqs, behaviour = [], [], []
+    for s in out.sequences:
+        tokens, n = prompt + list(s.tokens), len(prompt) - 1
+        d = make_datum(tokens, logprobs=[-99.0] * (len(tokens) - 1),
+                       advantages=rng.normal(0, 1, len(tokens) - 1).astype(np.float32).tolist())
+        data.append(with_provenance(d, [Run(s.sequence_id, False, 0, len(prompt)),
+                                        Run(s.sequence_id, True, 0, len(s.tokens))]))
+        seqs.append(tokens)
+        behaviour.append(torch.tensor([0.0] * n + list(s.logprobs)))
+    config = {"clip_high_threshold": 0.5, "kl_coeff": 0.3}  # a cap below 1: moved weights make most w < 1
+    ref_model = _peft_reference(tc)
+    total, capped = torch.zeros(()), 0
+    for seq, d, b in zip(seqs, data, behaviour):
+        lp = _ref_logprobs(ref_model, seq)
+        n = len(prompt) - 1
+        sampled = torch.tensor([0.0] * n + [1.0] * (len(seq) - 1 - n))
+        adv = torch.tensor(d.loss_fn_inputs["advantages"].tolist())
+        log_w = (lp - b) * sampled
+        w = torch.exp(log_w)
+        capped += int(((w.detach() > 0.5) & (sampled > 0)).sum())
+        total = total - (torch.clamp(w.detach(), max=0.5) * adv * lp * sampled).sum() + 0.3 * (
+            (w - 1 - log_w) * sampled).sum()
+    assert capped > 0  # the cap is exercised
+    total.backward()
+    result = tc.forward_backward(data, "stable_reinforce", config).result()
+    assert_close(result.metrics["loss:sum"], float(total.detach()), atol=1e-4, rtol=1e-5)
+    ref_grads = _peft_grads(ref_model, tc)
+    for key, grad in _lora_grads(tc).items():
+        assert_close(grad, ref_grads[key], atol=1e-4, rtol=1e-4)

@@ -117,3 +117,26 @@ def test_groups_to_sequences_uses_each_groups_own_mean():
     assert [s.advantage for s in seqs] == [0.5, -0.5, 0.0, 0.0, 0.0, -1.0, -1.0, 2.0]
     assert [s.group for s in seqs] == [0, 0, 1, 1, 1, 2, 2, 2]
     assert [is_constant(g) for g in groups] == [False, True, False]
+
+
+def test_datums_carry_the_provenance_of_their_tokens_and_gspo_mask():
+    """Two merged turns: the datum's input and targets are tiled by the sampled sequences' prompt
+    and sampled runs (shifted by one for the targets); gspo's mask is the action tokens."""
+    turns = [Transition(types.ModelInput.from_ints([1, 2]), [3, 4], [-0.3, -0.4], "stop", 0.0, False,
+                        sequence_id="s1"),
+             Transition(types.ModelInput.from_ints([1, 2, 3, 4, 9]), [5], [-0.5], "stop", 1.0, True,
+                        sequence_id="s2")]
+    [seq] = trajectory_sequences(Trajectory(turns), advantage=1.0)
+    datum = seq.to_datum(provenance=True, sequence_ratio_mask=True)
+    spans = [(type(s).__name__, s.sequence_id, s.offset, s.length) for s in datum.model_input_spans]
+    assert spans == [("PromptProvenanceSpan", "s1", 0, 2), ("SampledProvenanceSpan", "s1", 0, 2),
+                     ("PromptProvenanceSpan", "s2", 4, 1)]  # input = tokens[:-1]: s2's sampled token is not in it
+    targets = [(type(s).__name__, s.sequence_id, s.offset, s.length) for s in datum.loss_fn_input_spans]
+    assert targets == [("PromptProvenanceSpan", "s1", 1, 1), ("SampledProvenanceSpan", "s1", 0, 2),
+                       ("PromptProvenanceSpan", "s2", 4, 1), ("SampledProvenanceSpan", "s2", 0, 1)]
+    assert sum(s.length for s in datum.loss_fn_input_spans) == len(seq.tokens) - 1
+    np.testing.assert_array_equal(datum.loss_fn_inputs["sequence_ratio_mask"].to_numpy(), [0, 1, 1, 0, 1])
+    assert "sequence_ratio_mask" not in seq.to_datum().loss_fn_inputs
+    unnamed = trajectory_sequences(Trajectory([_turn([1, 2], [3], [-0.1])]), advantage=1.0)[0]
+    with pytest.raises(ValueError, match="record_stability_info"):
+        unnamed.to_datum(provenance=True)

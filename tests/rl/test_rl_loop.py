@@ -86,6 +86,29 @@ def test_rl_raises_the_reward_and_logs_every_step(service, tmp_path):
     assert "=== step 11 ===" in episodes and "reward" in episodes
 
 
+@pytest.mark.parametrize("loss_fn", ["gspo", "stable_reinforce"])
+def test_gspo_and_stable_reinforce_train_on_the_inputs_they_need(service, tmp_path, loss_fn, monkeypatch):
+    """``loss_fn=gspo`` sends datums with ``sequence_ratio_mask``; ``stable_reinforce`` samples with
+    ``record_stability_info`` and sends datums whose provenance tiles their targets (the backend
+    refuses the loss otherwise). Learning is measured on rl/addition (README)."""
+    sent: list[types.Datum] = []
+    cls = type(service.create_lora_training_client("tiny", rank=8))
+    forward_backward = cls.forward_backward
+
+    def spy(self, data, loss_fn_, config=None):
+        sent.extend(data)
+        return forward_backward(self, data, loss_fn_, config)
+    monkeypatch.setattr(cls, "forward_backward", spy)
+    result = train(_config(tmp_path, max_steps=2, loss_fn=loss_fn), Dataset(2), service=service)
+    assert [r["step"] for r in result.metrics] == [0, 1] and sent
+    for d in sent:
+        if loss_fn == "gspo":
+            assert "sequence_ratio_mask" in d.loss_fn_inputs and not d.loss_fn_input_spans
+        else:
+            assert "sequence_ratio_mask" not in d.loss_fn_inputs
+            assert sum(span.length for span in d.loss_fn_input_spans) == d.model_input.length
+
+
 def test_off_policy_mode_never_trains_on_samples_more_than_k_steps_stale(service, tmp_path, monkeypatch):
     seen = []
     real = rl_train._sample

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from tinker import types
 from tinker_flows import API_KEY
 
@@ -31,9 +32,13 @@ class Dataset(RLDataset):
         return [Group() for _ in range(3)]
 
 
-def test_rl_loop_runs_through_the_server(server, tmp_path, monkeypatch):
+@pytest.mark.parametrize("loss_fn", ["importance_sampling", "stable_reinforce"])
+def test_rl_loop_runs_through_the_server(server, tmp_path, monkeypatch, loss_fn):
+    """stable_reinforce: samplers record stability info on the server and the datums' provenance
+    names the sequence ids the SDK got back."""
     monkeypatch.setenv("TINKER_API_KEY", API_KEY)
-    config = RLConfig(lora_rank=8, learning_rate=2e-2, max_tokens=2, max_steps=3, log_path=str(tmp_path / "rl"),
+    config = RLConfig(loss_fn=loss_fn, lora_rank=8, learning_rate=2e-2, max_tokens=2, max_steps=3,
+                      log_path=str(tmp_path / "rl"),
                       progress=False, remove_constant_reward_groups=False, kl_penalty_coef=0.01,
                       backend="tinker", base_url=server.url)
     result = train(config, Dataset())

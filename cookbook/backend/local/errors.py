@@ -68,3 +68,15 @@ class ModelLoadError(LocalBackendError, user_errors.ModelLoadError):
 
 class OutOfMemoryError(InvalidRequestError):
     """A sequence needs more activation memory than the device has free, even with checkpointing."""
+
+
+class NotFoundError(LocalBackendError, FileNotFoundError):
+    """No such training run, session or sampler (or it belongs to another owner)."""
+
+
+class ConflictError(InvalidRequestError):
+    """The request conflicts with the resource's state (publishing a checkpoint that is already public)."""
+
+
+class UnsupportedError(InvalidRequestError):
+    """A Tinker feature this backend cannot provide (the message says why)."""

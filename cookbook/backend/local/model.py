@@ -99,6 +99,22 @@ class BaseModel:
                    StaticDecoder.for_model(model, step, device, dtype), switch,
                    always_checkpoint=activation_checkpointing, checkpointable=checkpointable)
 
+    def copy(self, dtype: torch.dtype, weights: dict[str, torch.Tensor] | None = None, *,
+             trainable: bool = False) -> BaseModel:
+        """A private copy of this model (full fine-tuning): loaded again from its location, then given
+        ``weights`` (Hugging Face names, :func:`full_state`) when given; every parameter trainable when
+        ``trainable``."""
+        clone = BaseModel.load(self.name, self.device, dtype, activation_checkpointing=self.always_checkpoint)
+        if weights is not None:
+            load_full_state(clone.model, weights)
+        if trainable:
+            for p in clone.model.parameters():
+                p.requires_grad_(True)
+        return clone
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in {id(p): p for p in self.model.parameters()}.values())
+
     @property
     def vocab_size(self) -> int:
         return int(self.model.get_output_embeddings().base.out_features)
@@ -232,6 +248,43 @@ def document_attention(lengths: Sequence[int], documents: Sequence[torch.Tensor 
     same = doc[:, :, None] == doc[:, None, :]
     causal = torch.ones(width, width, dtype=torch.bool).tril()
     return {"position_ids": (arange - start).to(device), "attention_mask": (same & causal)[:, None].to(device)}
+
+
+def _hf_key(key: str, renames: dict[str, str]) -> str:
+    for old, new in renames.items():
+        if key.startswith(old):
+            return new + key[len(old):]
+    return key
+
+
+def _state(model: Any) -> dict[str, torch.Tensor]:
+    """The model's tensors (parameters and buffers) by Hugging Face name: the LoRA wrappers' ``.base`` dropped."""
+    renames = {f"{name}.base.": f"{name}." for name, m in model.named_modules() if isinstance(m, lora.LoRALinear)}
+    return {_hf_key(k, renames): v for k, v in model.state_dict(keep_vars=True).items()}
+
+
+def full_state(model: Any) -> dict[str, torch.Tensor]:
+    """The model's weights under their Hugging Face names; a tied weight appears once."""
+    out: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for key, value in _state(model).items():
+        if id(value) not in seen:
+            seen.add(id(value))
+            out[key] = value.detach()
+    return out
+
+
+def load_full_state(model: Any, weights: dict[str, torch.Tensor]) -> None:
+    """Copy Hugging Face-named ``weights`` (as :func:`full_state` gives them) into a LoRA-wrapped model."""
+    targets = _state(model)
+    expected = set(full_state(model))
+    if set(weights) != expected:
+        unknown, missing = sorted(set(weights) - expected), sorted(expected - set(weights))
+        raise errors.ModelMismatchError(
+            f"full weights do not fit this model: unexpected {unknown[:3]}, missing {missing[:3]}")
+    with torch.no_grad():
+        for key, value in weights.items():
+            targets[key].copy_(value)
 
 
 @dataclass

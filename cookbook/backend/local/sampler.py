@@ -17,7 +17,13 @@ results do not depend on the path. :func:`sample_batch` is layout (:class:`_Layo
 
 Reported logprobs are ``log_softmax(logits / temperature)`` of the sampled token (temperature 0
 reports the untempered distribution), before top-k / top-p truncation: at temperature 1 they are
-exactly what ``forward`` computes for the same tokens.
+exactly what ``forward`` computes for the same tokens. ``topk_sample_logprobs`` reports the top
+tokens of that same distribution at each sampled position.
+
+The prompt-side outputs come from the prefill (``prompt_scores``): prompt logprobs and their top-k
+(for the last ``prompt_logprobs_last_n`` positions only, when given), ``target_prompt_logprobs``
+and ``prompt_alt_tokens``. A request with a stability store records each sequence there
+(``stability.py``), under the sequence ids it was given (the Tinker server's) or fresh ones.
 """
 
 from __future__ import annotations
@@ -31,11 +37,14 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import torch
 from tinker import types
+from tinker.types.topk_logprobs import TopkLogprobs
 
 from .futures import LocalFuture
 from .kv_cache import preallocated_cache
 from .lora import Adapter, use_adapters
 from .model import BaseModel
+from .prompt_scores import PromptRequest, prompt_outputs
+from .stability import StabilityRecord, StabilityStore
 
 KV_PREALLOCATE_MAX = 1024  # new-token positions reserved up front; the cache doubles beyond that
 # Once at least this fraction of the rows in the decode batch have finished, they are dropped
@@ -51,9 +60,11 @@ class SampleJob:
     max_tokens: int
     adapter: Adapter | None
     future: LocalFuture
-    include_prompt_logprobs: bool = False
-    topk_prompt_logprobs: int = 0
+    prompt_request: PromptRequest = field(default_factory=PromptRequest)
+    topk_sample_logprobs: int = 0
     generator: torch.Generator | None = None
+    sequence_ids: list[str] | None = None  # one per sample (None: fresh ids)
+    record: StabilityStore | None = None  # keep each sequence's stability record here
     # filled in by _prepare
     stop_ids: set[int] = field(default_factory=set)
     stop_strings: list[str] = field(default_factory=list)
@@ -84,25 +95,6 @@ def _filter_top_k_top_p(logprobs: torch.Tensor, top_k: int, top_p: float) -> tor
     return logprobs
 
 
-def _prompt_outputs(model: BaseModel, job: SampleJob, hidden: torch.Tensor) -> dict:
-    """Prompt logprobs / top-k for one job from its prefill hidden states [L, H]."""
-    out: dict = {}
-    prompt = torch.as_tensor(job.prompt, device=hidden.device)
-    with use_adapters(job.adapter):
-        if job.include_prompt_logprobs:
-            lp = model.token_logprobs(hidden[:-1], prompt[1:]).cpu().numpy()
-            out["prompt_logprobs_np"] = np.concatenate([[np.nan], lp]).astype(np.float32)
-        if job.topk_prompt_logprobs:
-            k = min(job.topk_prompt_logprobs, model.vocab_size)
-            vals, ids = model.topk_logprobs(hidden[:-1], k)
-            ids_np = np.zeros((len(job.prompt), k), dtype=np.int32)
-            vals_np = np.full((len(job.prompt), k), -99999.0, dtype=np.float32)
-            ids_np[1:], vals_np[1:] = ids.cpu().numpy(), vals.cpu().numpy()
-            out["_topk_prompt_logprobs_list"] = [None] + [
-                list(zip(r_ids.tolist(), r_vals.tolist())) for r_ids, r_vals in zip(ids_np[1:], vals_np[1:])]
-    return out
-
-
 class _TokenChooser:
     """Chooses one token per live row (``live``: the batch rows' indices among all rows): argmax
     for temperature 0, else an inverse-CDF draw from the (top-k / top-p filtered) distribution.
@@ -118,10 +110,15 @@ class _TokenChooser:
         self.row_job = np.repeat(np.arange(len(jobs)), [j.num_samples for j in jobs])
         self.row_sampled = np.array([jobs[k].params.temperature != 0 for k in self.row_job.tolist()])
         self.row_filter = [(jobs[k].params.top_k, jobs[k].params.top_p) for k in self.row_job.tolist()]
+        # the log of the probability mass top-k / top-p kept, per live row, after each call (when asked)
+        self.track_mass = any(j.record is not None for j in jobs)
+        self.log_mass: torch.Tensor | None = None
 
     def __call__(self, logprobs: torch.Tensor, live: np.ndarray) -> torch.Tensor:
         choice = logprobs.argmax(-1)
         sampled = np.flatnonzero(self.row_sampled[live])  # positions in the batch
+        if self.track_mass:  # greedy rows: the chosen token's own logprob (it was certain: behaviour logprob 0)
+            self.log_mass = logprobs.gather(-1, choice[:, None])[:, 0].clone()
         if len(sampled) == 0:
             return choice
         device = logprobs.device
@@ -131,6 +128,8 @@ class _TokenChooser:
         for top_k, top_p in set(settings) - {(-1, 1.0)}:
             members = torch.tensor([j for j, key in enumerate(settings) if key == (top_k, top_p)], device=device)
             lp[members] = _filter_top_k_top_p(lp[members], top_k, top_p)
+        if self.log_mass is not None:
+            self.log_mass[idx] = torch.logsumexp(lp, dim=-1)
         cdf = torch.cumsum(lp.exp(), dim=-1)
 
         rows = live[sampled]
@@ -258,11 +257,20 @@ class _Generated:
     lengths: np.ndarray
     done: np.ndarray
     stop_reason: list[Literal["length", "stop"]]
+    log_mass: torch.Tensor | None = None  # [rows, max_steps]: what top-k / top-p kept (stability records)
+    topk_ids: torch.Tensor | None = None  # [rows, max_steps, k]: topk_sample_logprobs
+    topk_logprobs: torch.Tensor | None = None
 
     @classmethod
-    def empty(cls, rows: int, steps: int) -> _Generated:
-        return cls(torch.zeros(rows, steps, dtype=torch.long), torch.zeros(rows, steps, dtype=torch.float32),
-                   np.zeros(rows, dtype=np.int64), np.zeros(rows, dtype=bool), ["length"] * rows)
+    def empty(cls, rows: int, steps: int, *, log_mass: bool = False, topk: int = 0) -> _Generated:
+        out = cls(torch.zeros(rows, steps, dtype=torch.long), torch.zeros(rows, steps, dtype=torch.float32),
+                  np.zeros(rows, dtype=np.int64), np.zeros(rows, dtype=bool), ["length"] * rows)
+        if log_mass:
+            out.log_mass = torch.zeros(rows, steps, dtype=torch.float32)
+        if topk:
+            out.topk_ids = torch.zeros(rows, steps, topk, dtype=torch.long)
+            out.topk_logprobs = torch.zeros(rows, steps, topk, dtype=torch.float32)
+        return out
 
 
 @torch.inference_mode()
@@ -274,8 +282,24 @@ def sample_batch(model: BaseModel, jobs: Sequence[SampleJob]) -> list[types.Samp
     prefill = _prefill(model, layout)
     with contextlib.closing(prefill.decoding):
         generated = _decode(model, layout, prefill.logits, prefill.decoding)
-    return [types.SampleResponse(sequences=[_sequence(generated, r) for r in range(rows.start, rows.stop)], **extra)
-            for rows, extra in zip(layout.job_rows, prefill.extras)]
+    responses = []
+    for job, rows, extra in zip(jobs, layout.job_rows, prefill.extras):
+        ids = job.sequence_ids or [uuid.uuid4().hex for _ in range(job.num_samples)]
+        sequences = [_sequence(generated, r, sid, job.topk_sample_logprobs)
+                     for r, sid in zip(range(rows.start, rows.stop), ids)]
+        if job.record is not None:
+            _record(job, generated, rows, ids)
+        responses.append(types.SampleResponse(sequences=sequences, **extra))
+    return responses
+
+
+def _record(job: SampleJob, out: _Generated, rows: slice, ids: Sequence[str]) -> None:
+    assert job.record is not None and out.log_mass is not None
+    prompt = np.asarray(job.prompt, dtype=np.int64)
+    for r, sid in zip(range(rows.start, rows.stop), ids):
+        n = int(out.lengths[r])
+        behaviour = (out.logprobs[r, :n] - out.log_mass[r, :n]).numpy().astype(np.float32)
+        job.record.add(sid, StabilityRecord(prompt, out.tokens[r, :n].numpy().astype(np.int64), behaviour))
 
 
 def _prefill(model: BaseModel, layout: _Layout) -> _Prefill:
@@ -298,8 +322,9 @@ def _prefill(model: BaseModel, layout: _Layout) -> _Prefill:
         hidden, cache = model.body_with_cache(preallocated_cache(width + room), input_ids=ids, position_ids=positions,
                                               attention_mask=mask[:, :width] if padded else None)
         logits = model.lm_head(hidden[:, -1]).float()
-    extras = [_prompt_outputs(model, job, hidden[u, width - len(job.prompt) :])
-              if job.include_prompt_logprobs or job.topk_prompt_logprobs else {}
+    extras = [prompt_outputs(model, job.prompt, job.adapter, job.prompt_request, job.params.temperature, job.generator,
+                             hidden[u, width - len(job.prompt) :])
+              if job.prompt_request.any() else {}
               for job, u in zip(layout.jobs, layout.job_prefill)]
     del hidden
     expand = layout.row_prefill().to(device)
@@ -323,7 +348,9 @@ def _decode(model: BaseModel, layout: _Layout, logits: torch.Tensor, decoding: D
     rows, device = layout.rows, model.device
     temps = torch.tensor([j.params.temperature for j in rows], device=device, dtype=torch.float32)
     temps = torch.where(temps == 0, torch.ones_like(temps), temps)[:, None]
-    out = _Generated.empty(len(rows), layout.max_steps)
+    topk = max(j.topk_sample_logprobs for j in layout.jobs)
+    out = _Generated.empty(len(rows), layout.max_steps, log_mass=any(j.record is not None for j in layout.jobs),
+                           topk=min(topk, model.vocab_size))
     has_stops = np.array([bool(j.stop_ids or j.stop_strings) for j in rows])
     row_max_tokens = np.array([j.max_tokens for j in rows])
     choose_tokens = _TokenChooser(layout.jobs, layout.job_rows)
@@ -333,6 +360,11 @@ def _decode(model: BaseModel, layout: _Layout, logits: torch.Tensor, decoding: D
         choice = choose_tokens(logprobs, live)
         chosen_lp = logprobs.gather(-1, choice[:, None])[:, 0]
         out.tokens[live, step], out.logprobs[live, step] = choice.cpu(), chosen_lp.cpu()
+        if out.log_mass is not None and choose_tokens.log_mass is not None:
+            out.log_mass[live, step] = choose_tokens.log_mass.cpu()
+        if out.topk_ids is not None and out.topk_logprobs is not None:
+            top = torch.topk(logprobs, out.topk_ids.shape[-1], dim=-1)
+            out.topk_ids[live, step], out.topk_logprobs[live, step] = top.indices.cpu(), top.values.cpu()
         active = live[~out.done[live]]
         out.lengths[active] += 1
         for r in active[has_stops[active]]:
@@ -350,11 +382,17 @@ def _decode(model: BaseModel, layout: _Layout, logits: torch.Tensor, decoding: D
     return out
 
 
-def _sequence(out: _Generated, row: int) -> types.SampledSequence:
+def _sequence(out: _Generated, row: int, sequence_id: str, topk: int) -> types.SampledSequence:
     n = out.lengths[row]
-    return types.SampledSequence(stop_reason=out.stop_reason[row], sequence_id=uuid.uuid4().hex,
+    topk_np = None
+    if topk and out.topk_ids is not None and out.topk_logprobs is not None:
+        k = min(topk, out.topk_ids.shape[-1])
+        topk_np = TopkLogprobs(token_ids=out.topk_ids[row, :n, :k].numpy().astype(np.int32),
+                                     logprobs=out.topk_logprobs[row, :n, :k].numpy().astype(np.float32))
+    return types.SampledSequence(stop_reason=out.stop_reason[row], sequence_id=sequence_id,
                                  tokens_np=out.tokens[row, :n].numpy().astype(np.int32),
-                                 logprobs_np=out.logprobs[row, :n].numpy().astype(np.float32))
+                                 logprobs_np=out.logprobs[row, :n].numpy().astype(np.float32),
+                                 topk_logprobs_np=topk_np)
 
 
 def _stopped(model: BaseModel, job: SampleJob, tokens: torch.Tensor, last: int) -> bool:

@@ -12,8 +12,8 @@ from tinker import types
 
 from . import errors
 from .losses import LOSSES, LossSpec
+from .prompt_scores import PromptRequest, target_ids
 
-_FLOAT_INPUTS = ("weights", "advantages", "logprobs")
 SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1  # what torch.Generator.manual_seed accepts
 
 
@@ -137,9 +137,42 @@ def _documents(ids: types.TensorData, n: int, i: int) -> torch.Tensor:
     return torch.from_numpy(np.cumsum(index))
 
 
+def prompt_request(tokens: Sequence[int], vocab_size: int, *, include_prompt_logprobs: bool = False,
+                   topk_prompt_logprobs: int = 0, target_prompt_logprobs: types.TensorData | None = None,
+                   prompt_alt_tokens_k: int = 0, prompt_logprobs_last_n: int | None = None) -> PromptRequest:
+    """Validate what a sample request asks about its prompt (the SDK's rules)."""
+    for name, value in (("topk_prompt_logprobs", topk_prompt_logprobs), ("prompt_alt_tokens_k", prompt_alt_tokens_k)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise errors.InvalidRequestError(f"{name} must be an integer >= 0, got {value!r}")
+    rows = len(tokens) - 1
+    if prompt_logprobs_last_n is not None:
+        if not include_prompt_logprobs:
+            raise errors.InvalidRequestError(
+                "prompt_logprobs_last_n applies to prompt logprobs; set include_prompt_logprobs")
+        if isinstance(prompt_logprobs_last_n, bool) or not 1 <= prompt_logprobs_last_n <= rows:
+            raise errors.InvalidRequestError(f"prompt_logprobs_last_n must be between 1 and len(prompt) - 1 = {rows}, "
+                                             f"got {prompt_logprobs_last_n!r}")
+    if target_prompt_logprobs is not None:
+        if not isinstance(target_prompt_logprobs, types.TensorData) or target_prompt_logprobs.dtype != "int64":
+            raise errors.InvalidRequestError("target_prompt_logprobs must be an int64 tinker.types.TensorData")
+        shape = target_prompt_logprobs.shape
+        if shape is None or len(shape) != 2 or shape[0] != rows:
+            raise errors.LengthMismatchError(
+                f"target_prompt_logprobs has shape {shape}; expected [len(prompt) - 1 = {rows}, K]")
+        ids = target_ids(target_prompt_logprobs)
+        if not (ids >= 0).any():
+            raise errors.InvalidRequestError("target_prompt_logprobs names no token id (every cell is -1)")
+        if (ids < -1).any() or (ids >= vocab_size).any():
+            bad = int(ids[(ids < -1) | (ids >= vocab_size)].flat[0])
+            raise errors.TokenOutOfVocabularyError(
+                f"target_prompt_logprobs contains token id {bad}, outside the vocabulary [0, {vocab_size}) (or -1)")
+    return PromptRequest(include_logprobs=bool(include_prompt_logprobs), topk=topk_prompt_logprobs,
+                         last_n=prompt_logprobs_last_n, target=target_prompt_logprobs, alt_k=prompt_alt_tokens_k)
+
+
 def sampling_request(
     prompt: types.ModelInput, num_samples: int, params: types.SamplingParams, *, vocab_size: int, max_context: int,
-    topk_prompt_logprobs: int = 0,
+    topk_sample_logprobs: int = 0,
 ) -> tuple[list[int], int]:
     """Validate a sample request; returns the prompt tokens and the effective max_tokens."""
     if not isinstance(params, types.SamplingParams):
@@ -161,8 +194,8 @@ def sampling_request(
     seed = params.seed
     if seed is not None and (isinstance(seed, bool) or not SEED_MIN <= seed <= SEED_MAX):
         raise errors.InvalidRequestError(f"seed must be an integer in [-2**63, 2**64 - 1], got {seed!r}")
-    if topk_prompt_logprobs < 0:
-        raise errors.InvalidRequestError("topk_prompt_logprobs must be >= 0")
+    if isinstance(topk_sample_logprobs, bool) or not isinstance(topk_sample_logprobs, int) or topk_sample_logprobs < 0:
+        raise errors.InvalidRequestError(f"topk_sample_logprobs must be an integer >= 0, got {topk_sample_logprobs!r}")
     if params.stop is not None and not isinstance(params.stop, str):
         for s in params.stop:
             if isinstance(s, bool) or not isinstance(s, (str, int)):

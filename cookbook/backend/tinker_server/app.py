@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cookbook.backend import service_client
 
-from . import routes
+from . import rest_routes, routes
 from .config import ServerConfig
 from .guard import Guard
 from .state import ServerState
@@ -50,6 +50,7 @@ def create_app(config: ServerConfig | None = None, service: LocalServiceClient |
     app = FastAPI(title="cookbook Tinker-compatible server", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
     app.include_router(routes.router)
+    app.include_router(rest_routes.router)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_middleware(Guard, allowed_keys=config.allowed_keys, max_request_bytes=config.max_request_bytes)
     return app

@@ -14,7 +14,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import Request, Response
-from fastapi.exceptions import HTTPException
+from fastapi.exceptions import HTTPException, RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
@@ -63,6 +63,9 @@ class Unsupported(UserError):
 
 def error_body(exc: BaseException) -> dict[str, str]:
     """``{"error", "category"}`` for any exception: user errors keep their message; others are logged."""
+    if isinstance(exc, RequestValidationError):
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+        return {"error": f"invalid request: {problems}", "category": "user"}
     if isinstance(exc, ApiError):
         return {"error": exc.message, "category": "user" if exc.status < 500 else "server"}
     if isinstance(exc, UserError):
@@ -76,6 +79,8 @@ def status_of(exc: BaseException) -> int:
     """The HTTP status of an exception raised while answering a request directly."""
     if isinstance(exc, ApiError):
         return exc.status
+    if isinstance(exc, RequestValidationError):
+        return 400
     if isinstance(exc, UserError):
         return 404 if isinstance(exc, FileNotFoundError) else 400
     return 500

@@ -19,6 +19,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 OPEN_PATHS = frozenset({"/api/v1/healthz"})  # answered without a key (load balancers, readiness probes)
+OPEN_PREFIXES = ("/api/v1/files/",)  # signed download links: the link is the credential
 
 
 def key_allowed(key: str | None, allowed_keys: tuple[str, ...]) -> bool:
@@ -40,7 +41,8 @@ class Guard:
             return
         headers = {k.lower(): v.decode("latin-1") for k, v in scope["headers"]}
         key = headers.get(b"x-api-key")
-        if scope["path"] not in OPEN_PATHS and not key_allowed(key, self.allowed_keys):
+        open_path = scope["path"] in OPEN_PATHS or scope["path"].startswith(OPEN_PREFIXES)
+        if not open_path and not key_allowed(key, self.allowed_keys):
             await _error(401, "missing or invalid API key (send it in the X-API-Key header)")(scope, receive, send)
             return
         length = headers.get(b"content-length")

@@ -14,11 +14,11 @@ from __future__ import annotations
 from cookbook.errors import UserError
 
 WIRE, LOCAL = "tinker://", "local://"
-KINDS = ("weights", "sampler_weights")
+KINDS = ("weights", "sampler_weights", "external_weights")
 
 
 class CheckpointPathError(UserError, ValueError):
-    """A checkpoint path that is not ``tinker://<run>/<weights|sampler_weights>/<name>``."""
+    """A checkpoint path that is not ``tinker://<run>/<weights|sampler_weights|external_weights>/<name>``."""
 
 
 def to_wire(local_path: str) -> str:
@@ -37,6 +37,6 @@ def to_local(path: str) -> str:
     if (len(parts) != 3 or parts[1] not in KINDS
             or any(not p or p in (".", "..") or "\\" in p for p in (parts[0], parts[2]))):
         raise CheckpointPathError(
-            f"bad checkpoint path {path!r}: expected tinker://<run>/<weights|sampler_weights>/<name> "
-            "as returned by save_state / save_weights_for_sampler")
+            f"bad checkpoint path {path!r}: expected tinker://<run>/<weights|sampler_weights|external_weights>/<name> "
+            "as returned by save_state / save_weights_for_sampler / save_weights_external")
     return LOCAL + "/".join(parts)

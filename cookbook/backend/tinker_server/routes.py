@@ -21,7 +21,7 @@ from tinker import types
 from cookbook.http_server import JsonBodyError, parse_json_object
 
 from . import paths, wire
-from .errors import BadRequest, ErrorRoute, Gone, NotFound, PayloadTooLarge, Unsupported, UnsupportedMediaType
+from .errors import BadRequest, ErrorRoute, Gone, NotFound, PayloadTooLarge, UnsupportedMediaType
 from .jobs import Job, Reply
 from .state import ServerState, model_id_of
 
@@ -37,7 +37,7 @@ def _state(request: Request) -> ServerState:
     return request.app.state.server
 
 
-async def _parse(request: Request, model: type[M]) -> M:
+async def parse_body(request: Request, model: type[M]) -> M:
     """The JSON body validated as ``model`` (400 with the reason when it is not one)."""
     body = await request.body()
     limit = _state(request).config.max_json_bytes
@@ -65,10 +65,8 @@ def _accepted(job: Job, **extra: Any) -> dict[str, Any]:
     return {"request_id": job.request_id, **extra}
 
 
-def _check_optimizer(config: types.OptimizerConfig | None) -> None:
-    kind = getattr(config, "type", "adamw")
-    if kind != "adamw":
-        raise Unsupported(f"optimizer {kind!r} is not supported by this server (only adamw)")
+def _metadata(value: dict[str, Any] | None) -> dict[str, str] | None:
+    return None if value is None else {str(k): str(v) for k, v in value.items()}
 
 
 # --- service, sessions, telemetry -------------------------------------------------------------
@@ -107,25 +105,34 @@ async def get_server_capabilities(request: Request) -> dict[str, Any]:
 
 @router.post("/create_session")
 async def create_session(request: Request) -> dict[str, Any]:
-    await _parse(request, types.CreateSessionRequest)
-    return {"type": "create_session", "session_id": _state(request).create_session(_key(request))}
+    req = await parse_body(request, types.CreateSessionRequest)
+    session_id = _state(request).create_session(_key(request), user_metadata=_metadata(req.user_metadata),
+                                                project_id=req.project_id, display_name=req.display_name)
+    return {"type": "create_session", "session_id": session_id}
 
 
 @router.post("/session_heartbeat")
 async def session_heartbeat(request: Request) -> dict[str, Any]:
-    req = await _parse(request, types.SessionHeartbeatRequest)
+    req = await parse_body(request, types.SessionHeartbeatRequest)
     _state(request).session(req.session_id)
     return {"type": "session_heartbeat"}
+
+
+class _FinishRequest(pydantic.BaseModel):
+    reason: dict[str, Any] = {}
+    detail: str | None = None
 
 
 @router.post("/sessions/{session_id}/finish")
 async def finish_session(session_id: str, request: Request) -> dict[str, Any]:
     state = _state(request)
+    req = await parse_body(request, _FinishRequest)
     try:
         state.session(session_id)
     except Gone:  # already ended (timed out, or finished before): finishing again is fine
         return {}
-    state.end_session(session_id, "finished by the client")
+    status = req.reason.get("type") if req.reason.get("type") in ("success", "errored", "interrupted") else "success"
+    state.end_session(session_id, req.detail or "finished by the client", finished=str(status))
     return {}
 
 
@@ -145,7 +152,7 @@ async def cancel_future() -> dict[str, Any]:
 async def retrieve_future(request: Request) -> Any:
     """The request's result, or ``try_again`` after holding the call for up to ``long_poll_s``."""
     state = _state(request)
-    req = await _parse(request, types.FutureRetrieveRequest)
+    req = await parse_body(request, types.FutureRetrieveRequest)
     job = state.jobs.get(req.request_id)
     if job is None:
         raise NotFound(f"unknown request_id {req.request_id!r} (never issued, or its result expired)")
@@ -160,26 +167,29 @@ async def retrieve_future(request: Request) -> Any:
 @router.post("/create_model")
 async def create_model(request: Request) -> dict[str, Any]:
     state = _state(request)
-    req = await _parse(request, types.CreateModelRequest)
+    req = await parse_body(request, types.CreateModelRequest)
     model_id = model_id_of(req.session_id, req.model_seq_id)
 
     lora = req.lora_config
     if lora is not None and not 1 <= lora.rank <= state.config.max_lora_rank:
         raise BadRequest(f"lora_config.rank must be in 1..{state.config.max_lora_rank} (max_lora_rank), "
                          f"got {lora.rank}")
-    key = state.session(req.session_id).key
+    session = state.session(req.session_id)
+    key, backend = session.key, session.backend
 
     def create(_: None) -> object:
-        _check_optimizer(req.optimizer_config)
-        if lora is None:
-            raise Unsupported("only LoRA training is supported by this server (create_model needs lora_config)")
-        if hasattr(state.service, "lora_training_bytes"):  # the local backend says what the adapter will hold
-            state.reserve_training_bytes(key, model_id, state.service.lora_training_bytes(
-                req.base_model, rank=lora.rank, train_mlp=lora.train_mlp, train_attn=lora.train_attn,
-                train_unembed=lora.train_unembed))
-        return state.service.create_lora_training_client(
+        metadata = _metadata(req.user_metadata)
+        if lora is None:  # full fine-tuning (the SDK 0.38 has no method for it; other clients may ask)
+            state.reserve_training_bytes(key, model_id, backend.full_training_bytes(req.base_model))
+            return backend.create_full_training_client(req.base_model, user_metadata=metadata,
+                                                       optimizer=req.optimizer_config, run_id=model_id)
+        state.reserve_training_bytes(key, model_id, backend.lora_training_bytes(
+            req.base_model, rank=lora.rank, train_mlp=lora.train_mlp, train_attn=lora.train_attn,
+            train_unembed=lora.train_unembed))
+        return backend.create_lora_training_client(
             req.base_model, rank=lora.rank, seed=lora.seed, train_mlp=lora.train_mlp, train_attn=lora.train_attn,
-            train_unembed=lora.train_unembed, user_metadata=req.user_metadata)
+            train_unembed=lora.train_unembed, user_metadata=metadata, optimizer=req.optimizer_config,
+            run_id=model_id)
 
     job, _ = state.create_model(req.session_id, req.model_seq_id, "CreateModel", create,
                                 lambda _: Reply.json(types.CreateModelResponse(model_id=model_id)))
@@ -189,7 +199,7 @@ async def create_model(request: Request) -> dict[str, Any]:
 @router.post("/get_info")
 async def get_info(request: Request) -> dict[str, Any]:
     state = _state(request)
-    req = await _parse(request, types.GetInfoRequest)
+    req = await parse_body(request, types.GetInfoRequest)
     model = state.model(req.model_id)
     info = (await model.ready()).get_info()
     return info.model_copy(update={"model_id": model.model_id}).model_dump(mode="json", exclude_none=True)
@@ -230,7 +240,7 @@ def _unzstd(body: bytes, limit: int) -> bytes:
 
 @router.post("/optim_step")
 async def optim_step(request: Request) -> dict[str, Any]:
-    req = await _parse(request, types.OptimStepRequest)
+    req = await parse_body(request, types.OptimStepRequest)
     job = _state(request).submit(req.model_id, req.seq_id, "OptimStep", lambda tc: tc.optim_step(req.optim_params),
                                  Reply.json)
     return _accepted(job, model_id=req.model_id)
@@ -239,7 +249,7 @@ async def optim_step(request: Request) -> dict[str, Any]:
 @router.post("/save_weights")
 async def save_weights(request: Request) -> dict[str, Any]:
     """``save_state``: adapter and optimizer state; the result's path is ``tinker://...``."""
-    req = await _parse(request, types.SaveWeightsRequest)
+    req = await parse_body(request, types.SaveWeightsRequest)
     name = req.path or f"checkpoint-{uuid.uuid4().hex[:8]}"
     job = _state(request).submit(
         req.model_id, req.seq_id, "SaveWeights",
@@ -253,7 +263,7 @@ async def save_weights(request: Request) -> dict[str, Any]:
 async def save_weights_for_sampler(request: Request) -> dict[str, Any]:
     """Named sampler weights (a ``tinker://`` path), or, without a name, an ephemeral sampler on a snapshot."""
     state = _state(request)
-    req = await _parse(request, types.SaveWeightsForSamplerRequest)
+    req = await parse_body(request, types.SaveWeightsForSamplerRequest)
     if req.path is not None:
         job = state.submit(
             req.model_id, req.seq_id, "SaveWeightsForSampler",
@@ -266,7 +276,8 @@ async def save_weights_for_sampler(request: Request) -> dict[str, Any]:
     def snapshot(tc: TrainingClient) -> object:
         if seq is None:
             raise BadRequest("save_weights_for_sampler needs a path or a sampling_session_seq_id")
-        return tc.save_weights_and_get_sampling_client()  # "inflight" saves get a snapshot too
+        # "inflight" saves get a snapshot too
+        return tc.save_weights_and_get_sampling_client(kind=req.kind, sampler_id=f"{session_id}:sample:{seq}")
 
     def register(sampling_client: SamplingClient) -> Reply:
         assert seq is not None  # snapshot refused the request otherwise
@@ -279,12 +290,14 @@ async def save_weights_for_sampler(request: Request) -> dict[str, Any]:
 
 @router.post("/save_weights_external")
 async def save_weights_external(request: Request) -> dict[str, Any]:
-    req = await _parse(request, types.SaveWeightsExternalRequest)
-
-    def refuse(_: TrainingClient) -> object:  # still takes its seq_id, so the model's later requests run
-        raise Unsupported("save_weights_external is not supported by this server; save_state and export the "
-                          "checkpoint with `cookbook export` instead")
-    job = _state(request).submit(req.model_id, req.seq_id, "SaveWeightsExternal", refuse, Reply.json)
+    """A Hugging Face export (``tinker://<run>/external_weights/<name>``), downloadable through
+    ``get_external_weights_urls``."""
+    req = await parse_body(request, types.SaveWeightsExternalRequest)
+    job = _state(request).submit(
+        req.model_id, req.seq_id, "SaveWeightsExternal",
+        lambda tc: tc.save_weights_external(req.path, ttl_seconds=req.ttl_seconds,
+                                            age_encryption_recipients=req.age_encryption_recipients),
+        lambda out: Reply.json(types.SaveWeightsExternalResponseInternal(path=paths.to_wire(out.path))))
     return _accepted(job, model_id=req.model_id)
 
 
@@ -292,7 +305,7 @@ async def save_weights_external(request: Request) -> dict[str, Any]:
 async def load_weights(request: Request) -> dict[str, Any]:
     """Load into an existing model (``load_state*``, legacy), or create a model from a checkpoint."""
     state = _state(request)
-    req = await _parse(request, types.LoadWeightsRequest)
+    req = await parse_body(request, types.LoadWeightsRequest)
     if req.model_id is not None:
         def load(tc: TrainingClient) -> object:
             local = paths.to_local(req.path)
@@ -304,14 +317,16 @@ async def load_weights(request: Request) -> dict[str, Any]:
         raise BadRequest("load_weights needs model_id and seq_id (load into a model) or session_id and "
                          "model_seq_id (create a model from the checkpoint)")
     model_id = model_id_of(req.session_id, req.model_seq_id)
+    backend = state.session(req.session_id).backend
 
     def create(_: None) -> object:
-        _check_optimizer(req.optimizer_config)
         local = paths.to_local(req.path)
-        service = state.service
-        make = (service.create_training_client_from_state_with_optimizer if req.optimizer
-                else service.create_training_client_from_state)
-        return make(local, base_model=req.base_model, user_metadata=req.user_metadata)
+        metadata = _metadata(req.user_metadata)
+        if req.optimizer:
+            return backend.create_training_client_from_state_with_optimizer(
+                local, base_model=req.base_model, user_metadata=metadata, run_id=model_id)
+        return backend.create_training_client_from_state(local, base_model=req.base_model, user_metadata=metadata,
+                                                         optimizer=req.optimizer_config, run_id=model_id)
 
     job, _ = state.create_model(req.session_id, req.model_seq_id, "LoadWeights", create, lambda _: Reply.json(
         types.LoadWeightsResponse(path=req.path, model_id=model_id, type="load_weights")))
@@ -324,41 +339,29 @@ async def load_weights(request: Request) -> dict[str, Any]:
 async def create_sampling_session(request: Request) -> dict[str, Any]:
     """A sampler on saved weights (``model_path``) or on the base model; answered directly."""
     state = _state(request)
-    req = await _parse(request, types.CreateSamplingSessionRequest)
+    req = await parse_body(request, types.CreateSamplingSessionRequest)
     session = state.session(req.session_id)
     sampler_id = session.samplers.get(req.sampling_session_seq_id)
     if sampler_id is None:
         if req.model_path is None and req.base_model is None:
             raise BadRequest("create_sampling_session needs model_path or base_model")
         local = paths.to_local(req.model_path) if req.model_path is not None else None
-        client = await state.run_blocking(
-            lambda: state.service.create_sampling_client(model_path=local, base_model=req.base_model))
+        sampler = f"{req.session_id}:sample:{req.sampling_session_seq_id}"
+        client = await state.run_blocking(lambda: session.backend.create_sampling_client(
+            model_path=local, base_model=req.base_model, sampler_id=sampler))
         sampler_id = state.add_sampler(req.session_id, req.sampling_session_seq_id, client, client.get_base_model(),
                                        req.model_path)
     return {"type": "create_sampling_session", "sampling_session_id": sampler_id}
-
-
-@router.get("/samplers/{sampler_id}")
-async def get_sampler(sampler_id: str, request: Request) -> dict[str, Any]:
-    sampler = _state(request).sampler(sampler_id)
-    return types.GetSamplerResponse(sampler_id=sampler.sampler_id, base_model=sampler.base_model,
-                                    model_path=sampler.model_path).model_dump(mode="json")
 
 
 @router.post("/asample")
 async def asample(request: Request) -> dict[str, Any]:
     """Sampling goes to the backend at once (no ordering), so concurrent requests are decoded together."""
     state = _state(request)
-    req = await _parse(request, types.SampleRequest)
+    req = await parse_body(request, types.SampleRequest)
     if req.sampling_session_id is None:
         raise BadRequest("asample needs a sampling_session_id (from create_sampling_session)")
     sampler = state.sampler(req.sampling_session_id)
-    unsupported = [name for name, asked in (
-        ("topk_sample_logprobs", req.topk_sample_logprobs), ("target_prompt_logprobs", req.target_prompt_logprobs),
-        ("prompt_alt_tokens_k", req.prompt_alt_tokens_k), ("record_stability_info", req.record_stability_info),
-    ) if asked]
-    if unsupported:
-        raise BadRequest(f"{', '.join(unsupported)}: not supported by this server")
     limits = state.config
     if not 1 <= req.num_samples <= limits.max_samples_per_request:
         raise BadRequest(f"num_samples must be in 1..{limits.max_samples_per_request} (max_samples_per_request), "
@@ -374,16 +377,30 @@ async def asample(request: Request) -> dict[str, Any]:
     if req.num_samples * (prompt_len + max(new_tokens, 0)) > limits.max_sample_tokens:
         raise BadRequest(f"num_samples x (prompt + max_tokens) = {req.num_samples} x {prompt_len + new_tokens} "
                          f"exceeds {limits.max_sample_tokens} tokens per request (max_sample_tokens)")
+    target = None if req.target_prompt_logprobs is None else types.TensorData(
+        **req.target_prompt_logprobs.model_dump())
+    widths = {"topk_prompt_logprobs": req.topk_prompt_logprobs, "prompt_alt_tokens_k": req.prompt_alt_tokens_k,
+              "target_prompt_logprobs": (target.shape or [0, 0])[-1] if target is not None else 0}
+    for name, width in widths.items():  # cost ~ prompt x width, bounded like the tokens of a request
+        if prompt_len * max(width, 0) > limits.max_sample_tokens:
+            raise BadRequest(f"len(prompt) x {name} = {prompt_len} x {width} exceeds {limits.max_sample_tokens} "
+                             "(max_sample_tokens)")
+    if req.num_samples * max(new_tokens, 0) * max(req.topk_sample_logprobs, 0) > limits.max_sample_tokens:
+        raise BadRequest(f"num_samples x max_tokens x topk_sample_logprobs exceeds {limits.max_sample_tokens} "
+                         "(max_sample_tokens)")
+    record = bool(req.record_stability_info)
+    sequence_ids: list[str] = []
 
     def start() -> object:
-        return sampler.client.sample(req.prompt, req.num_samples, req.sampling_params,
-                                     include_prompt_logprobs=bool(req.prompt_logprobs),
-                                     topk_prompt_logprobs=req.topk_prompt_logprobs)
+        return sampler.client.sample(
+            req.prompt, req.num_samples, req.sampling_params, include_prompt_logprobs=bool(req.prompt_logprobs),
+            topk_prompt_logprobs=req.topk_prompt_logprobs, topk_sample_logprobs=req.topk_sample_logprobs,
+            target_prompt_logprobs=target, prompt_alt_tokens_k=req.prompt_alt_tokens_k,
+            prompt_logprobs_last_n=last_n, sequence_ids=sequence_ids, record_stability_info=record)
 
     def finish(resp: types.SampleResponse) -> Reply:
-        if last_n is not None:
-            resp = wire.keep_last_prompt_logprobs(resp, last_n)
         return Reply.proto(wire.encode_sample_response(resp))
 
-    job = state.sample(sampler, start, finish)
-    return _accepted(job, sample_sequence_ids=[f"{job.request_id}:{i}" for i in range(req.num_samples)])
+    job = state.sample(sampler, start, finish)  # start() runs in a task that begins after this handler returns
+    sequence_ids += [f"{job.request_id}:{i}" for i in range(req.num_samples)]
+    return _accepted(job, sample_sequence_ids=sequence_ids)

@@ -13,15 +13,22 @@ snapshotting weights for a sampler) block until the backend has run everything q
 Sampling requests are not ordered: each goes to the backend as soon as it arrives, so concurrent
 requests from several clients reach its batcher together.
 
+Each session is a session of the local backend (``ServiceClient.new_session``, owned by a hash of
+the API key: :func:`owner_of`), so its runs, samplers and stability records are its own and the
+REST calls see what the key created. Training runs are named by the SDK's model ids.
+
 Everything here runs on the server's event loop, except the ``start`` callables (worker threads).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import secrets
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,6 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from .config import ServerConfig
 from .errors import BadRequest, Gone, NotFound, TooManyRequests
 from .jobs import Job, JobStore, Reply
+from .paths import WIRE
 
 if TYPE_CHECKING:
     from cookbook.backend import LocalSamplingClient as SamplingClient
@@ -43,6 +51,7 @@ Finish = Callable[[Any], Reply]  # event loop: the backend's result (its type is
 
 _SEEN_PER_MODEL = 4096  # recent seq ids remembered per model, so a re-sent request gets its first job back
 _ENDED_SESSIONS = 10_000  # ended session ids remembered, so their heartbeats get 410 (the SDK stops)
+_REMEMBERED_COPIES = 10_000  # copy_weights replies by idempotency key, so a retried copy is not made twice
 
 
 @dataclass
@@ -165,10 +174,16 @@ class Sampler:
     model_path: str | None  # the tinker:// path it was created from (None: base model or a snapshot)
 
 
+def owner_of(key: str) -> str:
+    """The owner of what an API key creates (runs, checkpoints, sessions): a hash, never the key itself."""
+    return "key-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
 @dataclass
 class Session:
     session_id: str
     key: str = ""  # the API key that created it: the owner of its models, samplers and requests
+    backend: Any = None  # the local backend's session (a ServiceClient sharing the server's engine)
     last_seen: float = field(default_factory=time.monotonic)
     models: dict[int, TrainingModel] = field(default_factory=dict)
     samplers: dict[int, str] = field(default_factory=dict)  # sampling_session_seq_id -> sampler id
@@ -189,19 +204,33 @@ class ServerState:
         self._ended: dict[str, None] = {}
         self._quota_lock = threading.Lock()
         self._training_bytes: dict[tuple[str, str], int] = {}  # (key, model id) -> LoRA training bytes
+        self.file_secret = secrets.token_bytes(32)  # signs external-weights download links (per process)
+        self.copies: OrderedDict[tuple[str, str], Any] = OrderedDict()  # (key, idempotency key) -> copy_weights reply
+
+    def remember_copy(self, key: tuple[str, str], reply: Any) -> None:
+        self.copies[key] = reply
+        while len(self.copies) > _REMEMBERED_COPIES:
+            self.copies.popitem(last=False)
 
     async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in a worker thread (every call into the backend goes through here)."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     # --- sessions -----------------------------------------------------------------------
-    def create_session(self, key: str = "") -> str:
+    def create_session(self, key: str = "", *, user_metadata: dict[str, str] | None = None,
+                       project_id: str | None = None, display_name: str | None = None) -> str:
         if sum(s.key == key for s in self.sessions.values()) >= self.config.max_sessions_per_key:
             raise TooManyRequests(f"this API key has {self.config.max_sessions_per_key} open sessions "
                                   "(max_sessions_per_key); finish one first")
         session_id = uuid.uuid4().hex
-        self.sessions[session_id] = Session(session_id, key)
+        backend = self.service.new_session(session_id, owner=owner_of(key), user_metadata=user_metadata,
+                                           project_id=project_id, display_name=display_name)
+        self.sessions[session_id] = Session(session_id, key, backend)
         return session_id
+
+    def rest(self, key: str) -> Any:
+        """The local backend's REST calls as ``key``'s owner sees them, with ``tinker://`` paths."""
+        return self.service.create_rest_client(owner=owner_of(key), scheme=WIRE)
 
     # --- per-key quotas -------------------------------------------------------------------
     def _owned(self, key: str) -> list[Session]:
@@ -252,11 +281,18 @@ class ServerState:
         session.last_seen = time.monotonic()
         return session
 
-    def end_session(self, session_id: str, reason: str) -> None:
-        """Forget a session's models and samplers (their checkpoints stay on disk)."""
+    def end_session(self, session_id: str, reason: str, finished: str | None = None) -> None:
+        """Forget a session's models and samplers (their checkpoints stay on disk); ``finished``: the
+        client's own reason (``success`` / ``errored`` / ``interrupted``), else the session was cancelled."""
         session = self.sessions.pop(session_id, None)
         if session is None:
             return
+        if session.backend is not None:  # a backend session: its registry entry records how it ended
+            registry = self.service.registry.sessions
+            if finished is not None:
+                registry.finish(session_id, finished, reason)
+            else:
+                registry.end(session_id, {"type": "cancelled", "detail": reason})
         for model in session.models.values():
             model.close(f"session {session_id} ended ({reason})")
             self.models.pop(model.model_id, None)

@@ -95,7 +95,30 @@ def _datum(index: int, msg: pb.Datum) -> types.Datum:
             raise WireError(f"data[{index}]: token bytes are not int32 ({len(raw)} bytes)")
         chunks.append(types.EncodedTextChunk(tokens=np.frombuffer(raw, dtype=np.int32).tolist()))
     inputs = {name: _tensor(f"data[{index}].loss_fn_inputs[{name!r}]", t) for name, t in msg.loss_fn_inputs.items()}
-    return types.Datum(model_input=types.ModelInput(chunks=chunks), loss_fn_inputs=inputs)
+    datum = types.Datum(model_input=types.ModelInput(chunks=chunks), loss_fn_inputs=inputs)
+    if not msg.model_input_spans and not msg.loss_fn_input_spans:
+        return datum
+    return dataclasses.replace(datum, model_input_spans=_spans(index, msg.model_input_spans),
+                               loss_fn_input_spans=_spans(index, msg.loss_fn_input_spans))
+
+
+Span = types.PromptProvenanceSpan | types.SampledProvenanceSpan
+
+
+def _spans(index: int, spans: Sequence[pb.ProvenanceSpan]) -> list[Span]:
+    """A datum's provenance (``Datum.with_provenance``): prompt and sampled runs naming sequence ids."""
+    out: list[Span] = []
+    for span in spans:
+        kind = span.WhichOneof("span")
+        if kind not in ("prompt_tokens", "sampled_tokens"):
+            raise WireError(f"data[{index}]: a provenance span names neither prompt nor sampled tokens")
+        run = getattr(span, kind)
+        cls = types.SampledProvenanceSpan if kind == "sampled_tokens" else types.PromptProvenanceSpan
+        try:
+            out.append(cls(sequence_id=run.sequence_id, offset=int(run.offset), length=int(run.length)))
+        except ValueError as exc:
+            raise WireError(f"data[{index}]: bad provenance span: {exc}") from None
+    return out
 
 
 def _values(what: str, raw: bytes, dtype: int) -> tuple[np.ndarray, PublicDtype]:
@@ -214,15 +237,3 @@ def _tensor_message(td: types.TensorData) -> pb.Tensor:
     arr = _dense(td)
     return pb.Tensor(dense=arr.tobytes(), dtype=pb.DTYPE_INT64 if arr.dtype == np.int64 else pb.DTYPE_FLOAT32,
                      shape=list(arr.shape))
-
-
-def keep_last_prompt_logprobs(resp: types.SampleResponse, last_n: int) -> types.SampleResponse:
-    """``prompt_logprobs_last_n``: only the last ``last_n`` prompt positions keep their (top-k) logprobs."""
-    def cut(values):
-        if values is None:
-            return None
-        keep = max(len(values) - last_n, 0)
-        return [None] * keep + list(values[keep:])
-    return dataclasses.replace(resp, prompt_logprobs_np=None, topk_prompt_logprobs_np=None,
-                               _prompt_logprobs_list=cut(resp.prompt_logprobs),
-                               _topk_prompt_logprobs_list=cut(resp.topk_prompt_logprobs))
