@@ -34,14 +34,15 @@ def quickstart() -> dict[str, str]:
 
 
 def _recipes(quickstart):
-    small = ["groups_per_batch=4", "group_size=4", "n_train=64", "n_test=8", "max_steps=4", "save_every=2",
-             "eval_every=0", "progress=False"]
+    small = ["n_train=64", "n_test=4", "max_steps=4", "save_every=2", "eval_every=0", "progress=False"]
     return {
         # a six-step quickstart checkpoint almost never answers right; format_reward=-1 gives its groups
         # a reward signal (answers that parse vs ones that do not), so the runs do train
-        "rl/addition": ["rl/addition", f"load_checkpoint_path={quickstart['final']}", "format_reward=-1", *small],
+        "rl/addition": ["rl/addition", f"load_checkpoint_path={quickstart['final']}", "format_reward=-1",
+                        "groups_per_batch=4", "group_size=4", *small],
         "distill/on_policy": ["distill/on_policy", f"load_checkpoint_path={quickstart['student']}",
-                              f"teacher_path={quickstart['teacher']}", "kl_samples=1", *small],
+                              f"teacher_path={quickstart['teacher']}", "kl_samples=1", "groups_per_batch=2",
+                              "group_size=2", *small],
     }
 
 
