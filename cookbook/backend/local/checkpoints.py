@@ -252,7 +252,8 @@ def load_weights(directory: Path) -> dict[str, torch.Tensor]:
     file = directory / info.weights_file
     if not file.is_file():
         raise errors.CheckpointNotFoundError(f"{directory} holds no weights ({info.kind} checkpoint)")
-    return load_file(file)
+    with _readable(file):
+        return load_file(file)
 
 
 def load_adapter_weights(directory: Path) -> dict[str, torch.Tensor]:

@@ -249,12 +249,13 @@ class ServiceClient(ReadyClient):
 
     def _checkpoint_dir(self, path: str | os.PathLike) -> Path:
         """The checkpoint's directory, if this session's owner may read it: its own run's, a published
-        one, or one of a run with no owner (a filesystem path, or a run older than the registry)."""
+        one, one of a run with no owner (a filesystem path, or a run older than the registry), or one of
+        an in-process run on this machine (owner ``local``: the operator's, shared with a server's keys)."""
         directory = checkpoints.resolve(path, self.checkpoint_root)
         parsed = checkpoints.parse(str(path))
         if parsed is not None:
             record = self.registry.runs.get(parsed[0])
-            if record is not None and record.owner not in (None, self.owner) and not checkpoints.read_info(
+            if record is not None and record.owner not in (None, LOCAL_OWNER, self.owner) and not checkpoints.read_info(
                     directory).public:
                 raise errors.CheckpointNotFoundError(
                     f"no checkpoint at {path} that you may read (it belongs to another user and is not published)")
