@@ -66,10 +66,10 @@ def load_last(run: RunDir, service: ServiceClient, *, with_optimizer: bool
     """A client of the newest checkpoint that loads (with its optimizer state if asked), and its record.
     Checkpoints that cannot be loaded (deleted, cut off by a crash mid-save) are dropped from the run's
     records with a warning, so the one before them is used; None when none is left."""
+    create = (service.create_training_client_from_state_with_optimizer if with_optimizer
+              else service.create_training_client_from_state)
     while (last := run.last_checkpoint()) is not None:
         assert last.state_path is not None
-        create = (service.create_training_client_from_state_with_optimizer if with_optimizer
-                  else service.create_training_client_from_state)
         try:
             return ready(create(last.state_path)), last
         except LOAD_ERRORS as exc:

@@ -36,8 +36,9 @@ from cookbook.errors import ConfigError, UserError
 IfExists = Literal["resume", "overwrite", "refuse"]
 IF_EXISTS: tuple[str, ...] = ("resume", "overwrite", "refuse")
 
-# Config keys that do not change what a run computes, so a resume may differ in them.
 log = logging.getLogger("cookbook.run")
+
+# Config keys that do not change what a run computes, so a resume may differ in them.
 NON_IDENTITY_KEYS = frozenset({"log_path", "if_exists", "wandb_project", "wandb_name", "progress"})
 
 
@@ -193,7 +194,7 @@ def _repair_jsonl(file: Path) -> list[str]:
     except (ValueError, UnicodeDecodeError):
         complete = False
     if complete:  # the row made it, only its newline did not
-        _write_atomic(file, (data + b"\n").decode())
+        _write_atomic(file, (data + b"\n").decode(errors="replace"))
         return []
     _write_atomic(file, (head + newline).decode(errors="replace"))
     return [f"{file}: dropped its last line, cut off by a crash ({len(tail)} bytes)"]
