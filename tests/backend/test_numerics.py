@@ -7,11 +7,11 @@ tolerance plus the rounding noise of the same reference computed in that dtype (
 from __future__ import annotations
 
 import numpy as np
-import peft
 import pytest
 import torch
 import transformers
 from backend_helpers import DEVICE, DTYPE, LOW_PRECISION, assert_close, make_datum, randomize_adapter
+from peft_reference import peft_model
 from tinker import types
 
 SEQS = [[5, 72, 101, 108, 108, 111, 32, 119, 111, 114, 108, 100], [40, 41, 42], [50 + i for i in range(30)],
@@ -37,17 +37,7 @@ def _rl_data(seed: int = 0) -> list[types.Datum]:
 
 def _peft_reference(client, dtype=torch.float32):
     """The same LoRA model built independently with PEFT on a plain transformers model."""
-    base = transformers.AutoModelForCausalLM.from_pretrained(client.base.location, dtype=dtype).to(DEVICE)
-    targets = sorted({n.rsplit(".", 1)[-1] for n in client.adapter.a})
-    cfg = peft.LoraConfig(r=client.adapter.spec.rank, lora_alpha=client.adapter.spec.alpha,
-                          target_modules=targets, lora_dropout=0.0)
-    # adapters in the model dtype, as ours compute (peft would upcast them to fp32 by default)
-    model = peft.get_peft_model(base, cfg, autocast_adapter_dtype=False)
-    for name in client.adapter.a:
-        module = model.base_model.model.get_submodule(name)
-        module.lora_A["default"].weight.data.copy_(client.adapter.a[name].detach())
-        module.lora_B["default"].weight.data.copy_(client.adapter.b[name].detach())
-    return model
+    return peft_model(client, dtype, DEVICE)
 
 
 def _ref_logprobs(model, seq: list[int]) -> torch.Tensor:

@@ -5,10 +5,10 @@ gradients)."""
 from __future__ import annotations
 
 import numpy as np
-import peft
 import pytest
 import torch
 import transformers
+from peft_reference import peft_model
 from tinker import types
 
 import cookbook
@@ -60,25 +60,13 @@ def _merged(client):
     return model
 
 
-def _peft(client):
-    base = transformers.AutoModelForCausalLM.from_pretrained(client.base.location, dtype=torch.float32)
-    cfg = peft.LoraConfig(r=client.adapter.spec.rank, lora_alpha=client.adapter.spec.alpha, lora_dropout=0.0,
-                          target_modules=sorted({n.rsplit(".", 1)[-1] for n in client.adapter.a}))
-    model = peft.get_peft_model(base, cfg, autocast_adapter_dtype=False)
-    for name in client.adapter.a:
-        module = model.base_model.model.get_submodule(name)
-        module.lora_A["default"].weight.data.copy_(client.adapter.a[name].detach())
-        module.lora_B["default"].weight.data.copy_(client.adapter.b[name].detach())
-    return model
-
-
 def test_student_cross_entropy_on_teacher_topk_equals_an_independent_computation(clients):
     teacher_client, teacher, student = clients
     distill = teacher_topk_data(teacher, _data(), K, chunk=2)
     assert [np.asarray(d.loss_fn_inputs["target_tokens"].to_numpy()).shape for d in distill] == \
         [(len(s) - 1, K) for s in SEQS]
 
-    teacher_model, student_model = _merged(teacher_client), _peft(student)
+    teacher_model, student_model = _merged(teacher_client), peft_model(student)
     ref_loss = torch.zeros(())
     for seq, datum in zip(SEQS, _data()):
         ids = torch.tensor([seq[:-1]])
