@@ -83,8 +83,7 @@ def read_rows(source: str, split: str = "train") -> Rows:
     if name.endswith(".parquet"):
         import datasets
 
-        if not _has_parquet_magic(path):  # checked here: datasets would log its own error first
-            raise DataError(f"{path}: cannot be read as a parquet file (no PAR1 header and footer)")
+        _require_parquet_magic(path)  # checked here: datasets would log its own error first
         try:
             table = datasets.Dataset.from_parquet(str(path))
         except Exception as exc:  # noqa: BLE001 - pyarrow's errors for a file that is not parquet
@@ -93,11 +92,14 @@ def read_rows(source: str, split: str = "train") -> Rows:
     raise DataError(f"{path}: unsupported data file; a data source is {SOURCES}")
 
 
-def _has_parquet_magic(path: Path) -> bool:
+def _require_parquet_magic(path: Path) -> None:
+    """:class:`DataError` unless ``path`` starts and ends with Parquet's ``PAR1`` marker."""
+    size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(4)
-        f.seek(max(path.stat().st_size - 4, 0))
-        return head == b"PAR1" and f.read(4) == b"PAR1" and path.stat().st_size >= 12
+        f.seek(max(size - 4, 0))
+        if size < 12 or head != b"PAR1" or f.read(4) != b"PAR1":
+            raise DataError(f"{path}: cannot be read as a parquet file (no PAR1 header and footer)")
 
 
 def iter_rows(source: str, split: str = "train") -> Iterator[tuple[dict[str, Any], str]]:
@@ -117,8 +119,7 @@ def iter_rows(source: str, split: str = "train") -> Iterator[tuple[dict[str, Any
     if path.is_file() and name.endswith(".parquet"):
         import pyarrow.parquet as pq
 
-        if not _has_parquet_magic(path):
-            raise DataError(f"{path}: cannot be read as a parquet file (no PAR1 header and footer)")
+        _require_parquet_magic(path)
 
         index = 0
         for batch in pq.ParquetFile(path).iter_batches():
