@@ -138,7 +138,7 @@ async def run_group(builder: EnvGroupBuilder, sampler: SamplingClient, settings:
         try:
             envs = await _maybe_await(builder.make_envs())
             episodes = asyncio.gather(*(run_episode(e, sampler, settings, (index, attempt, i))
-                                   for i, e in enumerate(envs)))
+                                        for i, e in enumerate(envs)))
             try:
                 trajectories = list(await asyncio.wait_for(episodes, settings.rollout_timeout))
             except TimeoutError as exc:
