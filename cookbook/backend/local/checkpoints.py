@@ -210,32 +210,27 @@ def write(
     optimizer_state: dict | None, overwrite: bool,
 ) -> str:
     """Write a checkpoint atomically (a half-written one is never visible); its ``local://`` path."""
-    check_free(root, run_id, kind, name, overwrite)
-    target = root / run_id / kind / name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-{os.getpid()}-", dir=target.parent))
-    try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, tmp / info.weights_file)
+    def fill(directory: Path) -> None:
+        save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, directory / info.weights_file)
         if optimizer_state is not None:
-            torch.save(optimizer_state, tmp / OPTIMIZER_FILE)
-        (tmp / INFO_FILE).write_text(replace(info, created_at=info.created_at or time.time()).to_json())
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return path_of(run_id, kind, name)
+            torch.save(optimizer_state, directory / OPTIMIZER_FILE)
+    return write_directory(root, run_id, kind, name, info, fill, overwrite=overwrite)
 
 
-def write_directory(root: Path, run_id: str, kind: str, name: str, info: CheckpointInfo, fill) -> str:
-    """Like :func:`write`, with ``fill(directory)`` writing the files (an external export)."""
-    check_free(root, run_id, kind, name, False)
+def write_directory(root: Path, run_id: str, kind: str, name: str, info: CheckpointInfo, fill,
+                    overwrite: bool = False) -> str:
+    """A checkpoint whose files ``fill(directory)`` writes (weights, or an external export), written
+    atomically: into ``.<name>-<pid>-<random>`` (what :func:`remove_stale_saves` recognises), renamed
+    into place when complete. Its ``local://`` path."""
+    check_free(root, run_id, kind, name, overwrite)
     target = root / run_id / kind / name
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-{os.getpid()}-", dir=target.parent))
     try:
         fill(tmp)
         (tmp / INFO_FILE).write_text(replace(info, created_at=info.created_at or time.time()).to_json())
+        if target.exists():
+            shutil.rmtree(target)
         os.replace(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
