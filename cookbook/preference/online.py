@@ -41,7 +41,7 @@ from cookbook.datums import next_token_datum
 from cookbook.errors import ConfigError
 from cookbook.preference.train import Item, NoReference, Pair, ReferenceLogprobs, References
 from cookbook.primitives import SamplingClient, TrainingClient, ready
-from cookbook.seeds import derived_seed, rng
+from cookbook.seeds import mix, rng
 from cookbook.tasks import Problem, Task
 from renderers import Message, Renderer, text_content
 
@@ -88,7 +88,7 @@ class OnlineBatches:
         while len(pairs) < self.batch_size and rounds < self.max_rounds:
             index = step * self.max_rounds + rounds
             problems = rng(self.seed, index).sample(self.problems, self.batch_size)
-            new_pairs, new_scores, picked = self._round(completer, problems, derived_seed(self.seed, index))
+            new_pairs, new_scores, picked = self._round(completer, problems, index)
             pairs += new_pairs
             chosen_rejected += picked
             scores += new_scores
@@ -107,11 +107,13 @@ class OnlineBatches:
             "online/chosen_score": float(picked_scores[:, 0].mean()),
             "online/rejected_score": float(picked_scores[:, 1].mean())}
 
-    def _round(self, completer: TokenCompleter, problems: Sequence[Problem], seed: int
+    def _round(self, completer: TokenCompleter, problems: Sequence[Problem], index: int
                ) -> tuple[list[Pair], list[float], list[tuple[float, float]]]:
-        """One round: every problem's replies sampled and scored; (pairs, all scores, (chosen, rejected) scores)."""
+        """Round ``index`` of the run: every problem's replies sampled (prompt ``i`` seeded with
+        ``mix(seed, index, i)``) and scored; (pairs, all scores, (chosen, rejected) scores)."""
         prompts = [self.renderer.build_generation_prompt(p.messages) for p in problems]
-        samples = completer.complete_many(prompts, self.group_size, [seed * 1024 + i for i in range(len(prompts))])
+        seeds = [mix(self.seed, index, i) for i in range(len(prompts))]
+        samples = completer.complete_many(prompts, self.group_size, seeds)
         parsed = [[self.renderer.parse_response(s.tokens) for s in group] for group in samples]
         scores = asyncio.run(_score_all(self.scorer, problems, [[m for m, _ in group] for group in parsed]))
         scores = [[x if ok else 0.0 for x, (_, ok) in zip(group_scores, group)]

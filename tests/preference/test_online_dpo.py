@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zlib
 
 import numpy as np
 import pytest
@@ -98,8 +99,10 @@ def test_the_scorers_grade_against_the_reference_or_ask_a_reward_model():
 def test_online_dpo_recipe_on_tiny_trains_on_its_own_replies(tmp_path, monkeypatch):
     records = checkpoints(quickstart_run())
     start = next(r["state_path"] for r in records if r["step"] == 3)
-    # the 3-step model cannot add yet: label by reply length so that every step has pairs to train on
-    monkeypatch.setattr(online_recipe, "grader", lambda task: lambda problem, reply: float(len(text_content(reply))))
+    # the 3-step model cannot add yet: score each reply by a hash of its text, so that any two different
+    # replies to a prompt make a pair and every step has pairs to train on, whatever the draw
+    monkeypatch.setattr(online_recipe, "grader",
+                        lambda task: lambda problem, reply: float(zlib.crc32(text_content(reply).encode())))
     config = online_recipe.Config(load_checkpoint_path=start, n_train=64, n_test=8, batch_size=4, group_size=3,
                                   max_steps=2, eval_every=1, lora_rank=32, progress=False,
                                   log_path=str(tmp_path / "online"))
