@@ -12,6 +12,11 @@ tokens, per-document attention). Steps alternate between the sides (unpacked, pa
 1024, unpacked, ...) so drifting machine load hits every side alike; each side's tokens/s is its
 real tokens (the conversations' tokens, no padding) over its median step time, and the packed
 sides report their ratio to the unpacked one.
+
+``--data addition`` (default) is the quickstart's data: two-digit sums, every conversation 27-28
+tokens, so an unpacked batch carries almost no padding. ``--data mixed`` is sums of 1 to 30 digits
+(a seeded uniform draw per conversation, 27-112 tokens), the shape of real SFT data with mixed
+lengths, where an unpacked batch pads every row to its longest.
 """
 
 from __future__ import annotations
@@ -26,15 +31,25 @@ from pathlib import Path
 from tinker import types
 
 
-def _data(n: int):
+def _data(n: int, kind: str):
+    import random
+
     from cookbook.completers import renderer_for
     from cookbook.supervised.data import conversations_to_data
     from cookbook.tasks import AdditionTask
 
     renderer = renderer_for("tiny", "tiny")
-    task = AdditionTask(digits=2)
-    problems, _ = task.held_out_split(n, 200, seed=0)
-    return conversations_to_data([task.conversation(p) for p in problems], renderer, "last_assistant_message")
+    if kind == "addition":
+        task = AdditionTask(digits=2)
+        problems, _ = task.held_out_split(n, 200, seed=0)
+        conversations = [task.conversation(p) for p in problems]
+    else:
+        draw = random.Random(0)
+        conversations = []
+        for i in range(n):
+            task = AdditionTask(digits=draw.randint(1, 30))
+            conversations.append(task.conversation(task.problems(1, seed=i)[0]))
+    return conversations_to_data(conversations, renderer, "last_assistant_message")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -44,6 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rank", type=int, default=32)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--data", choices=["addition", "mixed"], default="addition")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
 
@@ -51,7 +67,7 @@ def main(argv: list[str] | None = None) -> dict:
     from cookbook.supervised.packing import pack_data
 
     steps = args.warmup + args.steps
-    data = _data(args.batch * steps)
+    data = _data(args.batch * steps, args.data)
     batches = [data[i * args.batch: (i + 1) * args.batch] for i in range(steps)]
     service = cookbook.service_client()
     sides = {"unpacked": 0, **{f"packed {n}": n for n in args.pack_lengths}}
@@ -71,8 +87,8 @@ def main(argv: list[str] | None = None) -> dict:
                 times[name].append(time.perf_counter() - started)
     tokens = statistics.mean(sum(d.model_input.length for d in b) for b in batches)
     result: dict = {"benchmark": "packing", "machine": platform.processor() or platform.machine(),
-                    "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "batch": args.batch, "rank": args.rank,
-                    "tokens_per_step": tokens, "steps": args.steps, "sides": {}}
+                    "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "data": args.data, "batch": args.batch,
+                    "rank": args.rank, "tokens_per_step": tokens, "steps": args.steps, "sides": {}}
     base = tokens / statistics.median(times["unpacked"])
     for name in sides:
         per_s = tokens / statistics.median(times[name])
