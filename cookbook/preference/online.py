@@ -38,7 +38,7 @@ from tinker import types
 
 from cookbook.completers import TokenCompleter, TokensWithLogprobs
 from cookbook.datums import next_token_datum
-from cookbook.errors import ConfigError
+from cookbook.errors import ConfigError, UserError
 from cookbook.preference.train import Item, NoReference, Pair, ReferenceLogprobs, References
 from cookbook.primitives import SamplingClient, TrainingClient, ready
 from cookbook.seeds import mix, rng
@@ -56,6 +56,10 @@ def grader(task: Task) -> Scorer:
 def reward_model_scorer(model: Callable[[Sequence[Message], Message], Awaitable[float]]) -> Scorer:
     """Scores a reply with a reward model (``await model(prompt messages, reply)``, e.g. a ``RewardModel``)."""
     return lambda problem, reply: model(problem.messages, reply)
+
+
+class NoPairsError(UserError, RuntimeError):
+    """A step found no prompt whose replies scored differently, so it has nothing to train on."""
 
 
 class OnlineBatches:
@@ -94,8 +98,9 @@ class OnlineBatches:
             scores += new_scores
             mixed, prompts, rounds = mixed + len(new_pairs), prompts + len(problems), rounds + 1
         if not pairs:
-            raise RuntimeError(f"step {step}: every reply to {prompts} prompts scored the same; no pair to train on "
-                               "(raise group_size, temperature or max_rounds)")
+            raise NoPairsError(f"step {step}: every reply to {prompts} prompts scored the same; no pair to train on "
+                               "(raise group_size, temperature or max_rounds; if the replies were being learned, "
+                               "the policy may have collapsed: lower learning_rate)")
         pairs, chosen_rejected = pairs[: self.batch_size], chosen_rejected[: self.batch_size]
         reference = ReferenceLogprobs(self.reference, pairs) if self.reference is not None else NoReference()
         refs = reference.get(range(len(pairs)))

@@ -13,7 +13,7 @@ from trained_tiny import checkpoints, one_compute_thread, quickstart_run
 
 from cookbook.completers import renderer_for
 from cookbook.errors import ConfigError
-from cookbook.preference.online import OnlineBatches, grader, reward_model_scorer
+from cookbook.preference.online import NoPairsError, OnlineBatches, grader, reward_model_scorer
 from cookbook.tasks import AdditionTask, Problem
 from recipes.dpo import online as online_recipe
 from renderers import text_content
@@ -74,7 +74,7 @@ def test_each_prompt_pairs_its_best_reply_with_its_worst_from_the_exact_sampled_
 
 def test_a_step_with_no_mixed_prompt_says_how_to_get_pairs_and_bad_settings_are_refused():
     batches = OnlineBatches(_problems(2), lambda p, r: 0.5, RENDERER, None, batch_size=2, steps=1, max_rounds=2)
-    with pytest.raises(RuntimeError, match="scored the same"):
+    with pytest.raises(NoPairsError, match="scored the same"):
         batches.batch(0, FakeTrainer(Sampler()))
     with pytest.raises(ConfigError, match="group_size"):
         OnlineBatches(_problems(2), lambda p, r: 0.0, RENDERER, None, batch_size=2, steps=1, group_size=1)
