@@ -16,7 +16,8 @@ sides report their ratio to the unpacked one.
 ``--data addition`` (default) is the quickstart's data: two-digit sums, every conversation 27-28
 tokens, so an unpacked batch carries almost no padding. ``--data mixed`` is sums of 1 to 30 digits
 (a seeded uniform draw per conversation, 27-112 tokens), the shape of real SFT data with mixed
-lengths, where an unpacked batch pads every row to its longest.
+lengths. Padding every row to the batch's longest would waste a third of such a batch, but the
+backend cuts an unpacked batch into length-sorted micro-batches, which pad about 10% of it.
 """
 
 from __future__ import annotations
