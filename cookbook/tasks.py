@@ -77,10 +77,31 @@ class Task(ABC):
 
 @dataclass(frozen=True)
 class AdditionTask(Task):
-    """``a+b`` with ``digits``-digit operands; the answer is the sum's digits."""
+    """``a+b`` with ``digits``-digit operands; the answer is the sum's digits.
+
+    ``digit_credit`` (0 by default: exact match only) shapes the grade for RL: a wrong answer made of
+    digits scores ``digit_credit`` times the fraction of digit positions it gets right, the answer and
+    the sum aligned on their last digit, over the longer of the two (``"108"`` for 109 gets 2/3 of
+    it, ``"19"`` gets 1/3, ``"1090"`` none). Only the exact sum scores 1. Keep evals on the exact
+    grade (a task with ``digit_credit=0``)."""
 
     digits: int = 2
     name: str = "addition"
+    digit_credit: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.digit_credit < 1.0:
+            raise ConfigError(f"digit_credit must be in [0, 1) (only the exact sum scores 1), got {self.digit_credit}")
+
+    def grade(self, problem: Problem, answer: str) -> float:
+        answer, reference = normalize(answer), problem.reference
+        if answer == reference:
+            return 1.0
+        if not self.digit_credit or not (answer.isascii() and answer.isdigit()):
+            return 0.0
+        width = max(len(answer), len(reference))
+        right = sum(x == y for x, y in zip(answer.rjust(width), reference.rjust(width)))
+        return self.digit_credit * right / width
 
     def problems(self, n: int, *, seed: int = 0, exclude: Collection[str] = ()) -> list[Problem]:
         rng = random.Random(seed)

@@ -35,6 +35,22 @@ def test_grade_is_the_reward_and_the_accuracy():
     assert exact_match("a  b", " a b") and not exact_match("ab", "a b")
 
 
+def test_digit_credit_scores_a_wrong_answer_by_its_right_digits_below_the_exact_sum():
+    problem = AdditionTask.problem(54, 55)  # 109
+    shaped = AdditionTask(digit_credit=0.6)
+    assert shaped.grade(problem, "109") == 1.0 and shaped.grade(problem, " 109\n") == 1.0
+    assert shaped.grade(problem, "108") == pytest.approx(0.6 * 2 / 3)  # aligned on the last digit
+    assert shaped.grade(problem, "19") == pytest.approx(0.6 * 1 / 3)  # " 19" against "109": the 9
+    assert shaped.grade(problem, "1090") == 0.0 and shaped.grade(problem, "910") == 0.0
+    assert shaped.grade(problem, "10 9") == 0.0 and shaped.grade(problem, "¹⁰⁹") == 0.0  # not plain digits
+    assert shaped.grade(problem, "") == 0.0
+    assert max(shaped.grade(problem, f"{n}") for n in range(1000) if n != 109) < 1.0
+    assert AdditionTask().grade(problem, "108") == 0.0  # off by default: exact match
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ConfigError, match="digit_credit"):
+            AdditionTask(digit_credit=bad)
+
+
 def test_specs_name_tasks_and_data_source_addition_is_the_task():
     assert task_from_spec("addition") == AdditionTask(digits=2)
     assert task_from_spec("addition:4") == AdditionTask(digits=4)

@@ -91,6 +91,7 @@ def test_a_bad_option_value_stops_at_parse_time_naming_the_allowed_values(args, 
     (["run", "rl/addition", "max_steps=-1"], "max_steps must be >= 1, got -1"),
     (["run", "dpo/addition", "beta=-1"], "beta must be > 0, got -1.0"),
     (["run", "rl/addition", "learning_rate=-0.1"], "learning_rate must be >= 0, got -0.1"),
+    (["run", "rl/addition", "digit_credit=1"], "digit_credit must be in [0, 1) (only the exact sum scores 1), got 1.0"),
 ])
 def test_out_of_range_numbers_stop_before_the_run_directory_is_written(args, expected, tmp_path, monkeypatch,
                                                                        capsys):

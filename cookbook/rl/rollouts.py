@@ -16,11 +16,16 @@ be interrupted: it is abandoned, and never holds up the rollouts or the process'
 methods of one episode then run in worker threads: envs that share state across episodes must
 guard it. An ``async`` method is awaited in the event loop: it must not block it.)
 
-Every reply is sampled through :class:`cookbook.completers.TokenCompleter`, with its own seed derived
-from ``RolloutSettings.seed`` (the RL loop's: run seed and step) and the reply's group, attempt,
-episode and turn, so a batch samples the same replies whatever order the requests run in: a rerun
-and a resumed run sample exactly what the first run sampled. May import ``cookbook.rl.types``,
-``cookbook.completers``, ``cookbook.seeds``, ``cookbook.primitives`` and ``tinker``.
+Every reply is sampled through :class:`cookbook.completers.TokenCompleter`, with a seed derived from
+``RolloutSettings.seed`` (the RL loop's: run seed and step) and where the reply sits, so a batch
+samples the same replies whatever order the requests run in: a rerun and a resumed run sample
+exactly what the first run sampled. When a group's envs all open with the same prompt (one problem,
+several answers), their first replies are one request for ``group_size`` samples seeded by (group,
+attempt): one prefill and one round trip instead of one per episode, which matters most through a
+server. Every other reply is its own request, seeded by (group, attempt, episode, turn).
+
+May import ``cookbook.rl.types``, ``cookbook.completers``, ``cookbook.seeds``, ``cookbook.primitives``
+and ``tinker``.
 """
 
 from __future__ import annotations
@@ -34,13 +39,14 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from cookbook import seeds
-from cookbook.completers import TokenCompleter
+from cookbook.completers import TokenCompleter, TokensWithLogprobs
 from cookbook.primitives import SamplingClient
-from cookbook.rl.types import Env, EnvGroupBuilder, Trajectory, TrajectoryGroup, Transition
+from cookbook.rl.types import Env, EnvGroupBuilder, Observation, Trajectory, TrajectoryGroup, Transition
 
 logger = logging.getLogger(__name__)
 
 OnError = Literal["fail", "retry", "drop"]
+Start = tuple[Observation, TokensWithLogprobs | None]  # an episode's initial observation, its first reply if sampled
 
 
 @dataclass(frozen=True)
@@ -105,15 +111,23 @@ def _in_daemon_thread(fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]
 
 
 async def run_episode(env: Env, sampler: SamplingClient, settings: RolloutSettings,
-                      where: tuple[int, ...] = ()) -> Trajectory:
+                      where: tuple[int, ...] = (), start: Start | None = None) -> Trajectory:
     """One episode: sample an action for each observation until the env is done or a budget ends.
-    ``where`` (group, attempt, episode) seeds each turn's request with ``settings.seed``."""
-    observation = await _env_call(env.initial_observation, settings.env_step_timeout)
+    ``where`` (group, attempt, episode) seeds each turn's request with ``settings.seed``. ``start``: the
+    env's initial observation and its first reply, when the caller has them already (:func:`run_group`
+    samples a group's shared first prompt in one request)."""
+    if start is None:
+        observation = await _env_call(env.initial_observation, settings.env_step_timeout)
+        first: TokensWithLogprobs | None = None
+    else:
+        observation, first = start
     transitions: list[Transition] = []
     for turn in range(settings.max_turns):
-        completer = TokenCompleter(sampler, max_tokens=settings.max_tokens, temperature=settings.temperature,
-                                   stop=observation.stop)
-        sampled = (await completer.complete_async(observation.model_input, seed=_seed(settings, *where, turn)))[0]
+        if turn == 0 and first is not None:
+            sampled = first
+        else:
+            completer = _completer(sampler, settings, observation)
+            sampled = (await completer.complete_async(observation.model_input, seed=_seed(settings, *where, turn)))[0]
         action = sampled.tokens
         result = await _env_call(env.step, settings.env_step_timeout, action)
         transitions.append(Transition(observation.model_input, action, list(sampled.logprobs or [0.0] * len(action)),
@@ -129,6 +143,30 @@ async def run_episode(env: Env, sampler: SamplingClient, settings: RolloutSettin
     return Trajectory(transitions)
 
 
+def _completer(sampler: SamplingClient, settings: RolloutSettings, observation: Observation) -> TokenCompleter:
+    return TokenCompleter(sampler, max_tokens=settings.max_tokens, temperature=settings.temperature,
+                          stop=observation.stop)
+
+
+async def _rollout(envs: Sequence[Env], sampler: SamplingClient, settings: RolloutSettings,
+                   where: tuple[int, int]) -> list[Trajectory]:
+    """The episodes of one group attempt. When every env opens with the same prompt (the usual group:
+    one problem, several answers), the first replies come from one request for ``len(envs)`` samples,
+    seeded by (group, attempt): one prefill and one round trip instead of one per episode."""
+    observations = await asyncio.gather(*(_env_call(e.initial_observation, settings.env_step_timeout) for e in envs))
+    firsts: list[TokensWithLogprobs | None] = [None] * len(envs)
+    shared = observations[0] if observations else None
+    if shared is not None and len(envs) > 1 and all(o.model_input == shared.model_input and o.stop == shared.stop
+                                                    for o in observations):
+        firsts = list(await _completer(sampler, settings, shared).complete_async(
+            shared.model_input, len(envs), seed=_seed(settings, *where)))
+        if len(firsts) != len(envs):
+            raise RuntimeError(f"asked the sampler for {len(envs)} samples of the group's prompt, got {len(firsts)}")
+    starts: list[Start] = list(zip(observations, firsts))
+    return list(await asyncio.gather(*(run_episode(e, sampler, settings, (*where, i), start)
+                                       for i, (e, start) in enumerate(zip(envs, starts)))))
+
+
 async def run_group(builder: EnvGroupBuilder, sampler: SamplingClient, settings: RolloutSettings,
                     index: int = 0) -> TrajectoryGroup | None:
     """The group's episodes, concurrently; None when it failed and ``on_error`` drops it. ``index``: the
@@ -137,10 +175,9 @@ async def run_group(builder: EnvGroupBuilder, sampler: SamplingClient, settings:
     for attempt in range(attempts):
         try:
             envs = await _maybe_await(builder.make_envs())
-            episodes = asyncio.gather(*(run_episode(e, sampler, settings, (index, attempt, i))
-                                        for i, e in enumerate(envs)))
             try:
-                trajectories = list(await asyncio.wait_for(episodes, settings.rollout_timeout))
+                trajectories = await asyncio.wait_for(_rollout(envs, sampler, settings, (index, attempt)),
+                                                      settings.rollout_timeout)
             except TimeoutError as exc:
                 if exc.args:  # an env call's own timeout
                     raise

@@ -15,20 +15,22 @@ from cookbook.rl.types import Env, EnvGroupBuilder, Observation, StepResult
 
 
 class Sampler:
-    """Replies to a prompt of n tokens with [n, n + 1]; counts requests."""
+    """Replies to a prompt of n tokens with [n, n + 1] (each of ``num_samples`` times); records requests."""
 
     def __init__(self):
         self.requests = 0
+        self.log: list[tuple[list[int], int, int | None]] = []  # (prompt, num_samples, seed)
 
     def sample(self, prompt, num_samples, sampling_params):
         self.requests += 1
+        self.log.append((prompt.to_ints(), num_samples, sampling_params.seed))
         n = prompt.length
         seq = types.SampledSequence(stop_reason="stop", sequence_id="x", tokens_np=np.array([n, n + 1], np.int32),
                                     logprobs_np=np.array([-0.5, -0.25], np.float32))
 
         class Future:
             def result(self, timeout=None):
-                return types.SampleResponse(sequences=[seq])
+                return types.SampleResponse(sequences=[seq] * num_samples)
 
             async def result_async(self, timeout=None):
                 return self.result()
@@ -75,12 +77,42 @@ def test_multi_turn_episodes_keep_each_turns_prompt_and_sampled_tokens():
     sampler = Sampler()
     group = Group([CountingEnv(3), CountingEnv(3, is_async=True)])
     groups, dropped = rollout_batch([group], sampler, RolloutSettings())
-    assert dropped == 0 and sampler.requests == 6
+    assert dropped == 0 and sampler.requests == 5  # the shared first prompt is one request for both
     for trajectory in groups[0].trajectories:
         assert [t.observation.to_ints() for t in trajectory.transitions] == [[1], [1, 1, 2, 0], [1, 1, 2, 0, 4, 5, 0]]
         assert [t.action for t in trajectory.transitions] == [[1, 2], [4, 5], [7, 8]]
         assert trajectory.transitions[-1].done and trajectory.total_reward == 1.0
     assert groups[0].rewards == [1.0, 1.0]
+
+
+def test_a_groups_shared_first_prompt_is_one_seeded_request_and_other_turns_their_own():
+    sampler = Sampler()
+    group = Group([CountingEnv(2), CountingEnv(2), CountingEnv(2)])
+    groups, _ = rollout_batch([group], sampler, RolloutSettings(seed=7))
+    first, *later = sampler.log
+    assert first[:2] == ([1], 3) and first[2] is not None
+    assert len(later) == 3 and all(n == 1 for _, n, _ in later)
+    assert len({seed for *_, seed in sampler.log}) == 4  # every request its own seed
+    assert [len(t.transitions) for t in groups[0].trajectories] == [2, 2, 2]
+    rerun = Sampler()
+    rollout_batch([Group([CountingEnv(2), CountingEnv(2), CountingEnv(2)])], rerun, RolloutSettings(seed=7))
+    assert sorted(rerun.log) == sorted(sampler.log)
+
+    class Opening(CountingEnv):  # envs that open with different prompts: a request each
+        def __init__(self, first: int):
+            super().__init__(1)
+            self.tokens = [first]
+    distinct = Sampler()
+    rollout_batch([Group([Opening(1), Opening(2)])], distinct, RolloutSettings())
+    assert sorted((p, n) for p, n, _ in distinct.log) == [([1], 1), ([2], 1)]
+
+
+def test_a_response_with_too_few_samples_fails_the_group():
+    class Short(Sampler):
+        def sample(self, prompt, num_samples, sampling_params):
+            return super().sample(prompt, 1, sampling_params)
+    with pytest.raises(RuntimeError, match="2 samples.*1"):
+        rollout_batch([Group([CountingEnv(1), CountingEnv(1)])], Short(), RolloutSettings(on_error="fail"))
 
 
 def test_turn_and_token_budgets_end_episodes():
