@@ -23,13 +23,14 @@ backend cuts an unpacked batch into length-sorted micro-batches, which pad about
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
 from pathlib import Path
 
 from tinker import types
+
+from bench.report import write_result
 
 
 def _data(n: int, kind: str):
@@ -97,9 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
                                  "step_s": times[name], "tokens_per_s": per_s, "ratio_to_unpacked": per_s / base}
         print(f"{name:>14}: {rows[name]:3d} rows/step, median step {statistics.median(times[name]):.3f}s, "
               f"{per_s:,.0f} tok/s, {per_s / base:.2f}x unpacked")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.json, result)
     return result
 
 

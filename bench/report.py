@@ -98,8 +98,14 @@ def console_table(rows: list[Row], title: str) -> Table:
 
 
 def write_json(path: Path, meta: dict, rows: list[Row]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"meta": meta, "rows": [r.as_dict() for r in rows]}, indent=2) + "\n")
+    write_result(path, {"meta": meta, "rows": [r.as_dict() for r in rows]})
+
+
+def write_result(path: Path | None, result: dict) -> None:
+    """``result`` as indented JSON at ``path``, its folder made if needed (nothing when ``path`` is None)."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2) + "\n")
 
 
 def markdown(runs: list[dict]) -> str:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import platform
 import socket
@@ -29,6 +28,8 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from bench.report import write_result
 
 
 def _builders(groups: int, group_size: int) -> list:
@@ -95,16 +96,17 @@ def _server() -> Iterator[str]:
 
 def _samplers(server_url: str | None) -> Iterator[tuple[str, object]]:
     import cookbook
+    from cookbook.primitives import ready
 
     local = cookbook.service_client("local").create_lora_training_client(base_model="tiny", rank=32, seed=0)
-    yield "in-process", local.save_weights_and_get_sampling_client()
+    yield "in-process", ready(local.save_weights_and_get_sampling_client())
     if server_url is not None:
         import tinker
 
         os.environ.setdefault("TINKER_TELEMETRY", "0")
         service = tinker.ServiceClient(base_url=server_url, api_key="tml-local")
-        remote = service.create_lora_training_client(base_model="tiny", rank=32)
-        yield "serve-tinker", remote.save_weights_and_get_sampling_client()
+        remote = ready(service.create_lora_training_client(base_model="tiny", rank=32))
+        yield "serve-tinker", ready(remote.save_weights_and_get_sampling_client())
 
 
 def _time(rollout: Callable, builders: list, sampler: object, settings: object) -> tuple[float, int]:
@@ -153,9 +155,7 @@ def main(argv: list[str] | None = None) -> dict:
                 print(f"{backend:>12} | {side:>24}: median {median:.3f}s per batch, "
                       f"{tokens[side]} tokens, {base / median:.2f}x")
             result["backends"][backend] = rows
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.json, result)
     return result
 
 
