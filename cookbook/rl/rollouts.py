@@ -155,9 +155,9 @@ async def _rollout(envs: Sequence[Env], sampler: SamplingClient, settings: Rollo
     seeded by (group, attempt): one prefill and one round trip instead of one per episode."""
     observations = await asyncio.gather(*(_env_call(e.initial_observation, settings.env_step_timeout) for e in envs))
     firsts: list[TokensWithLogprobs | None] = [None] * len(envs)
-    shared = observations[0] if observations else None
-    if shared is not None and len(envs) > 1 and all(o.model_input == shared.model_input and o.stop == shared.stop
-                                                    for o in observations):
+    shared = observations[0] if len(observations) > 1 else None
+    if shared is not None and all(o.model_input == shared.model_input and o.stop == shared.stop
+                                  for o in observations[1:]):
         firsts = list(await _completer(sampler, settings, shared).complete_async(
             shared.model_input, len(envs), seed=_seed(settings, *where)))
         if len(firsts) != len(envs):
