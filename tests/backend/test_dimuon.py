@@ -51,11 +51,11 @@ def test_two_steps_of_a_lora_client_follow_the_update_rule(service):
     momentum: dict[str, np.ndarray] = {}
     for _ in range(2):
         tc.forward_backward(data, "cross_entropy").result()
-        before = {k: v.detach().double().numpy().copy() for k, v in tc.adapter.state_dict().items()}
-        grads = {n: p.grad.double().numpy().copy() for n, p in zip(tc.adapter.state_dict(), tc.adapter.parameters())
-                 if p.grad is not None}
+        before = {k: v.detach().double().cpu().numpy().copy() for k, v in tc.adapter.state_dict().items()}
+        grads = {n: p.grad.double().cpu().numpy().copy()
+                 for n, p in zip(tc.adapter.state_dict(), tc.adapter.parameters()) if p.grad is not None}
         tc.optim_step(params).result()
-        after = {k: v.detach().double().numpy() for k, v in tc.adapter.state_dict().items()}
+        after = {k: v.detach().double().cpu().numpy() for k, v in tc.adapter.state_dict().items()}
         for name, g in grads.items():
             momentum[name] = 0.2 * g if name not in momentum else 0.8 * momentum[name] + 0.2 * g
             m = momentum[name].reshape(momentum[name].shape[0], -1)

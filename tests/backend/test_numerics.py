@@ -244,7 +244,7 @@ def test_gspo_loss_and_lora_gradients_match_an_independent_computation(client):
     ref_model = _peft_reference(client)
     total = torch.zeros(())
     for seq, mask, d in zip(SEQS, masks, data):
-        lp = _ref_logprobs(ref_model, seq)
+        lp = _ref_logprobs(ref_model, seq).cpu()  # the hand computation runs on the CPU
         q = torch.tensor(d.loss_fn_inputs["logprobs"].tolist())
         adv = torch.tensor(d.loss_fn_inputs["advantages"].tolist())
         m = torch.tensor(mask)
@@ -292,7 +292,7 @@ def test_stable_reinforce_loss_and_lora_gradients_match_an_independent_computati
     ref_model = _peft_reference(tc)
     total, capped = torch.zeros(()), 0
     for seq, d, b in zip(seqs, data, behaviour):
-        lp = _ref_logprobs(ref_model, seq)
+        lp = _ref_logprobs(ref_model, seq).cpu()  # the hand computation runs on the CPU
         n = len(prompt) - 1
         sampled = torch.tensor([0.0] * n + [1.0] * (len(seq) - 1 - n))
         adv = torch.tensor(d.loss_fn_inputs["advantages"].tolist())

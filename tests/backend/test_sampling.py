@@ -139,14 +139,15 @@ def test_prompt_logprobs_and_compute_logprobs_match_forward(trained):
     res = sc.sample(types.ModelInput.from_ints(prompt), 1, types.SamplingParams(max_tokens=1),
                     include_prompt_logprobs=True, topk_prompt_logprobs=3).result()
     assert res.prompt_logprobs[0] is None
-    np.testing.assert_allclose(res.prompt_logprobs[1:], forward, atol=1e-5)
+    # rtol: the prefill and forward kernels may sum in different orders (H200, fp32: 9e-7 relative)
+    np.testing.assert_allclose(res.prompt_logprobs[1:], forward, atol=1e-5, rtol=5e-6)
     topk = res.topk_prompt_logprobs
     assert topk[0] is None and all(len(row) == 3 for row in topk[1:])
     assert all(row[0][1] >= row[1][1] >= row[2][1] for row in topk[1:])
-    assert all(row[0][1] >= lp - 1e-6 for row, lp in zip(topk[1:], forward))
+    assert all(row[0][1] >= lp - 1e-4 for row, lp in zip(topk[1:], forward))
     computed = sc.compute_logprobs(types.ModelInput.from_ints(prompt)).result()
     assert computed[0] is None
-    np.testing.assert_allclose(computed[1:], forward, atol=1e-5)
+    np.testing.assert_allclose(computed[1:], forward, atol=1e-5, rtol=5e-6)
 
 
 def test_concurrent_requests_from_threads_are_served_together(trained):

@@ -87,3 +87,24 @@ def test_speed_rows_report_targets_and_bandwidth_fraction():
     step_bytes = 2 * (model["linear_params"] + 112 * model["layers"] * 2 * model["kv_heads"] * model["head_dim"])
     assert f"{100 * 500 * step_bytes / 4.8e12:.1f}% of HBM" in rows["decode b=1 tok/s"]["note"]
     assert rows["static vs eager b=1"]["target"] is None
+
+
+def test_a_killed_pytest_still_reports_each_test_it_ran():
+    output = ("tests/backend/test_a.py::test_one PASSED [ 10%]\n"
+              "tests/backend/test_a.py::test_two[x-1] FAILED [ 20%]\n"
+              "tests/backend/test_b.py::test_three SKIPPED (needs CUDA) [ 30%]\n"
+              "tests/backend/test_b.py::test_four ERROR [ 40%]\n"
+              "tests/backend/test_b.py::test_five XFAIL [ 50%]\n"
+              "some other line mentioning PASSED\n")
+    counts = gpu_suite._verbose_counts(output)
+    assert counts["passed"] == 1 and counts["skipped"] == 2
+    assert [f["test"] for f in counts["failed"]] == ["tests/backend/test_a.py::test_two[x-1]",
+                                                     "tests/backend/test_b.py::test_four"]
+
+
+@pytest.mark.parametrize("box", ["probes", "probes=x", "nosuchstage=10"])
+def test_a_bad_box_is_a_usage_error(box, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        gpu_suite.main(["--dry-run", "--out", str(tmp_path), "--box", box])
+    assert exc.value.code == 2 and "--box" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing ran

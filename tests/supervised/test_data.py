@@ -1,7 +1,6 @@
 import json
 import random
 
-import datasets
 import pytest
 
 from cookbook.supervised.data import (
@@ -23,6 +22,7 @@ def test_jsonl_parquet_and_saved_dataset_sources(tmp_path):
     jsonl = tmp_path / "d.jsonl"
     jsonl.write_text("".join(json.dumps({"messages": c}) + "\n" for c in CONVS))
     assert load_conversations(DatasetSpec(str(jsonl))) == CONVS
+    datasets = pytest.importorskip("datasets")  # not on the GPU image; the other tests here do not need it
     ds = datasets.Dataset.from_list([{"messages": c} for c in CONVS])
     ds.to_parquet(str(tmp_path / "d.parquet"))
     assert load_conversations(DatasetSpec(str(tmp_path / "d.parquet"))) == CONVS

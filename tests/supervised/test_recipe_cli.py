@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import datasets
 import pytest
 
 from cookbook.recipe_cli import RecipeArgumentError, parse_config
@@ -65,6 +64,7 @@ def test_chat_sft_trains_from_local_sources(kind, tmp_path):
         source.write_text("".join(json.dumps({"messages": c}) + "\n" for c in convs))
     else:
         source = tmp_path / "saved"
+        datasets = pytest.importorskip("datasets")  # not on the GPU image
         datasets.Dataset.from_list([{"messages": c} for c in convs]).save_to_disk(str(source))
     log = tmp_path / "run"
     code = cookbook_main(["run", "sl/chat_sft", f"data.source={source}", "data.test_size=6", "batch_size=6",

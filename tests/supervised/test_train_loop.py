@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 
 import cookbook
 from cookbook.backend.local import checkpoints
+from cookbook.backend.local.model import resolve_device, resolve_dtype
 from cookbook.run_dir import RunDirError
 from cookbook.supervised.data import conversation_to_datum
 from cookbook.supervised.train import TrainConfig, train
@@ -30,6 +31,9 @@ def data():
     renderer = get_renderer("tiny", get_tokenizer("tiny"))
     convs = AdditionTask().conversations(96, seed=0)
     return [conversation_to_datum(c, renderer, "last_assistant_message") for c in convs]
+
+
+LOW_PRECISION = resolve_dtype(None, resolve_device(None)) != torch.float32  # COOKBOOK_DTYPE / _DEVICE
 
 
 def _config(tmp_path, **kw):
@@ -129,8 +133,12 @@ def test_packed_steps_equal_unpacked_steps(service, data, tmp_path, normalizatio
                          loss_normalization=normalization, log_path=str(tmp_path / f"run{pack_length}"))
         results[pack_length] = train(config, data, service=service)
     losses = {k: [m["train/loss"] for m in r.metrics] for k, r in results.items()}
-    assert losses[100] == pytest.approx(losses[0], rel=1e-4)
     assert [m["tokens"] for m in results[100].metrics] == [m["tokens"] for m in results[0].metrics]
+    if LOW_PRECISION:  # rows of other lengths round differently (H200, bf16: 5e-4 relative); later
+        # steps' losses carry the weights' differences, which Adam makes elementwise meaningless
+        assert losses[100] == pytest.approx(losses[0], rel=2e-3)
+        return
+    assert losses[100] == pytest.approx(losses[0], rel=1e-4)
     packed, unpacked = (_final_weights(service, results[k]) for k in (100, 0))
     for key in unpacked:
         torch.testing.assert_close(packed[key], unpacked[key], atol=1e-4, rtol=1e-3)

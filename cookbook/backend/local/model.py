@@ -135,7 +135,7 @@ class BaseModel:
     def activation_cost(self) -> memory.ActivationCost:
         logits = 2 * LOGITS_KEEP_BYTES + 4 * LOGITS_CHUNK_BYTES  # kept chunks, or one recomputed chunk
         return memory.activation_cost(self.model.config, self.dtype, logits_bytes=logits,
-                                      checkpointing_supported=self.checkpointable)
+                                      checkpointing_supported=self.checkpointable, device_type=self.device.type)
 
     def train_budget(self, cap_tokens: int) -> memory.Budget:
         """How many padded tokens a training micro-batch may hold now (free memory, model size, cap)."""
