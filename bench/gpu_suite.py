@@ -302,9 +302,12 @@ def speed_rows(bench: dict, device_name: str) -> list[dict]:
                              "baseline": row.get("baseline"),
                              "note": f"{100 * frac:.1f}% of HBM bandwidth" if frac else "generate beside it"})
         for srow in static.get("rows", []):
+            note = "same tokens" if srow["same_tokens"] else "tokens differ"
+            if srow.get("static_module_norms_tok_s"):  # the fused-norm ablation
+                note += (f"; static with module norms {srow['static_module_norms_tok_s']:,.0f} tok/s "
+                         f"(fused norms {srow['static_tok_s'] / srow['static_module_norms_tok_s']:.2f}x)")
             rows.append({"model": name, "what": f"static vs eager b={srow['rows']}", "ours": srow["static_tok_s"],
-                         "baseline": srow["eager_tok_s"],
-                         "note": "same tokens" if srow["same_tokens"] else "tokens differ"})
+                         "baseline": srow["eager_tok_s"], "note": note})
     for row in rows:
         target = TARGETS.get((row["model"], row["what"]))
         row["target"] = target

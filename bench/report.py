@@ -165,13 +165,26 @@ def _sizes_text(name: str, s: dict) -> str:
             f"decode sweep batches: {decode}")
 
 
+# RESULTS.md from this line on is written by hand (GPU suite runs: bench/gpu_suite.py) and kept
+# when the generated part above it is rewritten.
+KEPT_MARKER = "<!-- GPU suite results below: written by hand, kept when bench.run rewrites this file -->"
+
+
+def write_markdown(path: Path, generated: str) -> None:
+    """Write the generated report to ``path``, keeping the hand-written part of the file after
+    :data:`KEPT_MARKER` if it has one."""
+    old = path.read_text() if path.exists() else ""
+    kept = old[old.index(KEPT_MARKER):] if KEPT_MARKER in old else ""
+    path.write_text(generated + ("\n" + kept if kept else ""))
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m bench.report",
                                 description="Rewrite RESULTS.md from one or more JSON results (one section each).")
     p.add_argument("json", nargs="+", type=Path)
     p.add_argument("--out", type=Path, default=RESULTS_MD)
     args = p.parse_args(argv)
-    args.out.write_text(markdown([json.loads(path.read_text()) for path in args.json]))
+    write_markdown(args.out, markdown([json.loads(path.read_text()) for path in args.json]))
     print(f"wrote {args.out}")
 
 

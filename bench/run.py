@@ -177,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     console.print(report.console_table(rows, title=f"{device_name} · {meta['dtype']} · {meta['duration_s']:.0f} s"))
     written = [_rel(json_path)]
     if args.results_md != "none":
-        Path(args.results_md).write_text(report.markdown([{"meta": meta, "rows": [r.as_dict() for r in rows]}]))
+        report.write_markdown(Path(args.results_md), report.markdown([{"meta": meta,
+                                                                       "rows": [r.as_dict() for r in rows]}]))
         written.append(_rel(Path(args.results_md)))
     console.print("wrote " + " and ".join(written))
     return 1 if any(r.error for r in rows) else 0

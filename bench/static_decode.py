@@ -10,7 +10,9 @@ this is what decides on which devices the sampler uses the static path
     python -m bench.static_decode --adapters 8             # rows spread over 8 LoRA snapshots
 
 Rows sample at temperature 1 with fixed seeds and ``stop=[]``; the table also says whether both
-paths gave the same tokens (they should, up to rare ties flipped by rounding).
+paths gave the same tokens (they should, up to rare ties flipped by rounding). The ablation column
+runs the static path with the model's own RMSNorm modules instead of the fused norm
+(``DecodeStep(fused_norms=False)``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from bench import inputs
 from bench.models import get_model
 from bench.timing import interleaved
 from cookbook.backend.local import Engine, ServiceClient
+from cookbook.backend.local.decode_step import DecodeStep
 from cookbook.backend.local.static_decode import StaticDecoder
 
 
@@ -70,6 +73,9 @@ def main(argv: list[str] | None = None) -> None:
     clients = _clients(service, model_dir, args.adapters)
     base = clients[0].base
     static = engine.call(lambda: StaticDecoder(base.model, base.decode_step, base.device, base.dtype))
+    unfused_step = DecodeStep(base.model.get_decoder(), fused_norms=False)
+    module_norms = engine.call(lambda: StaticDecoder(base.model, unfused_step, base.device, base.dtype,
+                                                     pool=static.pool))
     prompt_list = inputs.prompts(8, 32, 64)
 
     def path(decoder):
@@ -80,8 +86,9 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"{args.model} on {engine.device} ({engine.dtype}), {args.new_tokens} new tokens, "
           f"adapters: {args.adapters or 'none (base)'}; median of {args.repeats}, interleaved")
-    print("| rows | eager tok/s | static tok/s | static / eager | same tokens | decode batches per call |")
-    print("|---|---|---|---|---|---|")
+    print("| rows | eager tok/s | static tok/s | static / eager | same tokens | decode batches per call "
+          "| static, module norms tok/s | fused norms gain |")
+    print("|---|---|---|---|---|---|---|---|")
     results = {"model": bench_model.as_dict(), "device": str(engine.device), "dtype": str(engine.dtype),
                "new_tokens": args.new_tokens, "adapters": args.adapters, "prompt_tokens": [len(p) for p in prompt_list],
                "rows": []}
@@ -89,14 +96,14 @@ def main(argv: list[str] | None = None) -> None:
         rows = inputs.decode_rows(prompt_list, n)
         same = path(None)() == path(static)()
         batches = engine.stats["sample_batches"]
-        times = interleaved({"eager": path(None), "static": path(static)}, engine.device, warmup=1,
-                            repeats=args.repeats)
-        per_call = (engine.stats["sample_batches"] - batches) / (2 * (args.repeats + 1))
-        eager, fixed = (n * args.new_tokens / times[k].median for k in ("eager", "static"))
+        times = interleaved({"eager": path(None), "static": path(static), "module norms": path(module_norms)},
+                            engine.device, warmup=1, repeats=args.repeats)
+        per_call = (engine.stats["sample_batches"] - batches) / (3 * (args.repeats + 1))
+        eager, fixed, unfused = (n * args.new_tokens / times[k].median for k in ("eager", "static", "module norms"))
         print(f"| {n} | {eager:,.0f} | {fixed:,.0f} | {fixed / eager:.2f}x | {'yes' if same else 'no'} "
-              f"| {per_call:g} |")
+              f"| {per_call:g} | {unfused:,.0f} | {fixed / unfused:.2f}x |")
         results["rows"].append({"rows": n, "eager_tok_s": eager, "static_tok_s": fixed, "same_tokens": same,
-                                "decode_batches_per_call": per_call})
+                                "decode_batches_per_call": per_call, "static_module_norms_tok_s": unfused})
         if args.json:
             args.json.write_text(json.dumps(results, indent=2))
     engine.close()

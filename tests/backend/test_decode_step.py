@@ -97,3 +97,45 @@ def test_unsupported_architectures_decode_through_the_model(service, tmp_path):
     res = sc.sample(types.ModelInput.from_ints(PROMPTS[0]), 2,
                     types.SamplingParams(max_tokens=8, temperature=0.0, stop=[])).result()
     assert [len(s.tokens) for s in res.sequences] == [8, 8]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("arch", sorted(CONFIGS))
+def test_fused_norms_equal_the_models_norm_modules(arch, dtype):
+    """The step's fused RMSNorm against each architecture's own module: the same formula in the
+    same rounding order, so bitwise equal where F.rms_norm decomposes (CPU); fp32 rounding of a
+    fused reduction elsewhere."""
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(CONFIGS[arch]()).to(DEVICE, dtype)
+    step = DecodeStep.for_model(model)
+    assert step is not None and step.fused_norms
+    norms = [m for m in model.modules() if type(m).__name__.endswith("RMSNorm")]
+    assert len(norms) == (4 if arch == "qwen3" else 2) * SMALL["num_hidden_layers"] + 1
+    for module in norms:
+        with torch.no_grad():
+            module.weight.normal_(1.0, 0.5)
+            x = torch.randn(3, 1, *module.weight.shape, device=DEVICE).mul_(4).to(dtype)
+            ours, theirs = step.norm(module, x), module(x)
+        assert ours.dtype == theirs.dtype == dtype
+        if DEVICE.type == "cpu":
+            assert torch.equal(ours, theirs)
+        else:
+            torch.testing.assert_close(ours, theirs, atol=0, rtol=1e-5 if dtype == torch.float32 else 8e-3)
+    unfused = DecodeStep(model.get_decoder(), fused_norms=False)
+    tokens, positions = torch.tensor([5, 9], device=DEVICE), torch.tensor([[0], [0]], device=DEVICE)
+    cache = [transformers.DynamicCache(config=model.config) for _ in range(2)]
+    with torch.no_grad():
+        fused_out = step(tokens, positions, cache[0], None)
+        unfused_out = unfused(tokens, positions, cache[1], None)
+    if DEVICE.type == "cpu":
+        assert torch.equal(fused_out, unfused_out)
+    else:
+        torch.testing.assert_close(fused_out, unfused_out, atol=1e-4 if dtype == torch.float32 else 5e-2, rtol=0)
+
+
+def test_a_norm_of_another_kind_runs_its_own_module():
+    step = DecodeStep.__new__(DecodeStep)
+    step.fused_norms = True
+    layer_norm = torch.nn.LayerNorm(8)
+    x = torch.randn(2, 1, 8)
+    assert torch.equal(step.norm(layer_norm, x), layer_norm(x))  # not an RMSNorm: the module's own forward

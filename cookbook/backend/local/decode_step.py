@@ -8,6 +8,14 @@ submodules in a straight line: the model's own embedding, norms, projections (so
 applies), rotary embedding function and MLP, with attention over the preallocated KV cache. The
 result equals the model's forward (tested); other architectures decode through the model's forward.
 
+RMSNorms (four per Qwen3 layer, two elsewhere, and the final one) run as ``F.rms_norm`` on the
+fp32 input, cast back and times the weight: the transformers formula in the same rounding order
+(bitwise equal on CPU, tested), in one fused kernel where torch has one (CUDA) instead of the
+module's six to eight (cast, square, mean, add, rsqrt, multiply, cast, multiply). A decode step
+costs about one launch per kernel, and the norms were half of a layer's kernels
+(``bench/RESULTS.md``, GPU suite); ``fused_norms=False`` calls the modules (the ablation in
+``bench/static_decode.py``).
+
 Attention for the single query token: ``scaled_dot_product_attention`` on CUDA (fused kernels);
 on CPU two matmuls and a softmax, which measured 2.3x faster than PyTorch's CPU flash kernel for
 one query token (batch 64, 128 cached positions).
@@ -26,6 +34,9 @@ from transformers.cache_utils import Cache
 # Decoder layers of these transformers model types are pre-norm residual blocks
 # x + attn(norm(x)); x + mlp(norm(x)) with rotary attention (Qwen3 adds per-head q/k norms).
 SUPPORTED_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
+# Their RMSNorm classes, whose forward is weight * (x32 * rsqrt(mean(x32^2) + eps)).to(dtype)
+# (the same source in each), so the fused norm reproduces them.
+RMS_NORM_CLASSES = frozenset({"LlamaRMSNorm", "MistralRMSNorm", "Qwen2RMSNorm", "Qwen3RMSNorm"})
 
 
 class LayerCache(Protocol):
@@ -44,8 +55,9 @@ class StepCache(Protocol):
 class DecodeStep:
     """Advances every row by one token: input ids [B], positions [B, 1] -> final hidden [B, H]."""
 
-    def __init__(self, body: Any) -> None:  # the model's decoder (an nn.Module: submodules reached by name)
-        self.body = body
+    def __init__(self, body: Any, *, fused_norms: bool = True) -> None:
+        self.body = body  # the model's decoder (an nn.Module: submodules reached by name)
+        self.fused_norms = fused_norms
         attn = self.body.layers[0].self_attn
         self.head_dim: int = attn.head_dim
         self.kv_heads: int = body.config.num_key_value_heads
@@ -80,12 +92,12 @@ class DecodeStep:
             bias = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device).masked_fill_(~mask, float("-inf"))
         for layer, kv in zip(self.body.layers, cast(Sequence[LayerCache], cache.layers)):
             attn = layer.self_attn
-            x = layer.input_layernorm(h)
+            x = self.norm(layer.input_layernorm, h)
             q = attn.q_proj(x).view(batch, 1, -1, d)
             k = attn.k_proj(x).view(batch, 1, kv_heads, d)
             v = attn.v_proj(x).view(batch, 1, kv_heads, d)
             if self.qk_norm:
-                q, k = attn.q_norm(q), attn.k_norm(k)
+                q, k = self.norm(attn.q_norm, q), self.norm(attn.k_norm, k)
             q, k = self.apply_rotary(q.transpose(1, 2), k.transpose(1, 2), cos, sin)
             keys, values = kv.update(k, v.transpose(1, 2))
             # One query token: fold the query heads that share a KV head into the query length.
@@ -95,8 +107,15 @@ class DecodeStep:
             else:
                 out = _matmul_attention(q, keys, values, bias, attn.scaling)
             h = h + attn.o_proj(out.reshape(batch, 1, -1))
-            h = h + layer.mlp(layer.post_attention_layernorm(h))
-        return self.body.norm(h)[:, 0]
+            h = h + layer.mlp(self.norm(layer.post_attention_layernorm, h))
+        return self.norm(self.body.norm, h)[:, 0]
+
+    def norm(self, module: Any, x: torch.Tensor) -> torch.Tensor:
+        """``module(x)`` for one of the model's RMSNorms; fused (same formula) where it is a known one."""
+        if not self.fused_norms or type(module).__name__ not in RMS_NORM_CLASSES:
+            return module(x)
+        normed = F.rms_norm(x.float(), (x.shape[-1],), eps=module.variance_epsilon)
+        return module.weight * normed.to(x.dtype)
 
 
 def _matmul_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor | None,
