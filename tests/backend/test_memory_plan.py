@@ -154,3 +154,14 @@ def test_split_minimises_padding_plus_overhead(seed):
     assert all(len(b) == 1 or len(b) * max(lengths[i] for i in b) <= budget for b in batches)
     cost = sum(len(b) * max(lengths[i] for i in b) + overhead for b in batches)
     assert cost == _brute_force_cost(lengths, budget, overhead)
+
+
+def test_cuda_fp32_estimate_covers_what_an_h200_kept():
+    """Measured on an H200 (the GPU suite, fp32, tiny, LoRA rank 32): autograd kept 116,608 bytes per
+    token (88,000 on CPU), more than the CPU count; the CUDA fp32 estimate covers it, within 1.5x."""
+    config = transformers.AutoConfig.from_pretrained(tiny_model_dir())
+    cost = memory.activation_cost(config, torch.float32, logits_bytes=0, checkpointing_supported=True,
+                                  device_type="cuda")
+    assert 116_608 <= cost.per_token <= 1.5 * 116_608
+    cpu = memory.activation_cost(config, torch.float32, logits_bytes=0, checkpointing_supported=True)
+    assert 88_000 <= cpu.per_token <= 1.5 * 88_000

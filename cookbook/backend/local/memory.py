@@ -63,9 +63,10 @@ def activation_cost(config, dtype: torch.dtype, *, logits_bytes: int, checkpoint
     Per layer: the inputs and outputs of the two norms and the residual stream (~6 hidden vectors),
     queries before and after their norm and rotary, the attention output (4 query widths), keys and
     values in the same steps (4 key/value widths), and the MLP's gate, up, activation and product
-    plus the down projection's input (5 intermediate widths). On CUDA, 7 more hidden widths: on an
-    H200 (fp32, the tiny model) autograd kept 1,788 values per token and layer more than on the CPU
-    (116,608 against 88,000 bytes per token), about 7 hidden widths, which the CPU count missed.
+    plus the down projection's input (5 intermediate widths). On CUDA in fp32, 7 more hidden
+    widths: on an H200 (the tiny model) autograd kept 1,788 values per token and layer more than on
+    the CPU (116,608 against 88,000 bytes per token), which the CPU count missed; in bf16 the same
+    run stayed within the count.
     """
     hidden = _field(config, "hidden_size", "n_embd", "d_model")
     layers = _field(config, "num_hidden_layers", "n_layer", "num_layers")
@@ -74,7 +75,7 @@ def activation_cost(config, dtype: torch.dtype, *, logits_bytes: int, checkpoint
     head_dim = getattr(config, "head_dim", None) or hidden // heads
     kv_heads = getattr(config, "num_key_value_heads", None) or heads
     per_layer = 6 * hidden + 4 * heads * head_dim + 4 * kv_heads * head_dim + 5 * intermediate
-    if device_type == "cuda":
+    if device_type == "cuda" and dtype == torch.float32:
         per_layer += 7 * hidden
     size = dtype.itemsize
     full = (layers * per_layer + hidden) * size
