@@ -212,9 +212,11 @@ def _bench(ctx: Context, limit: float) -> dict:
     time-out in the slow generate baselines keeps the other figures."""
     stop = time.monotonic() + min(limit, ctx.left())
     models = ["tiny"] if ctx.dry_run else ["qwen3-0.6b", "qwen3-4b"]
+    # the torch.compile ablation runs last, on what is left; the models leave it a quarter at least
+    models_stop = stop if ctx.dry_run else stop - min(120.0, 0.25 * (stop - time.monotonic()))
     out: dict = {}
     for i, model in enumerate(models):
-        share = (stop - time.monotonic()) / (1 if ctx.dry_run else len(models) - i)
+        share = (models_stop - time.monotonic()) / (1 if ctx.dry_run else len(models) - i)
         model_stop = time.monotonic() + share
         sized = (["--quick", "--decode-batches", "1,8", "--new-tokens", "8", "--per-request", "2"] if ctx.dry_run
                  # per-request generate is batch 1 (tokens/s does not depend on how many are timed)
@@ -243,7 +245,22 @@ def _bench(ctx: Context, limit: float) -> dict:
                       "static": json.loads(static_json.read_text()) if static_json.exists() else None}
     ok = all(v["results"] is not None and v["static"] is not None and all(r["rc"] == 0 for r in v["runs"].values())
              for v in out.values())
-    return {"ok": ok, "models": out}
+    compiled = _compile(ctx, stop - time.monotonic())
+    return {"ok": ok and compiled["ok"], "models": out, "compile": compiled}
+
+
+def _compile(ctx: Context, limit: float) -> dict:
+    """The static decode path with the step through torch.compile, against the uncompiled one
+    (Qwen3-0.6B shape): whether compiling pays, and what its first call costs. Part of the bench
+    stage (what the GPU machine sends back is at most eight files)."""
+    model = "tiny" if ctx.dry_run else "qwen3-0.6b"
+    out = ctx.work / f"compile-{model}.json"
+    cmd = [PY, "-m", "bench.static_decode", "--model", model, "--device", ctx.device, "--json", str(out),
+           "--compile"] + (["--rows", "1,8", "--new-tokens", "8", "--repeats", "1"] if ctx.dry_run
+                           else ["--rows", "1,64", "--new-tokens", "128", "--repeats", "3"])
+    run = ctx.run(f"static_decode --compile {model}", cmd, limit)
+    result = json.loads(out.read_text()) if out.exists() else None
+    return {"ok": run["rc"] == 0 and result is not None, "model": model, "static": result, "run": run}
 
 
 @dataclass(frozen=True)
@@ -363,6 +380,16 @@ def summary_md(meta: dict, results: dict) -> str:
             met = "-" if r["meets"] is None else ("yes" if r["meets"] else "**no**")
             lines.append(f"| {r['model']} | {r['what']} | {_fmt(r['ours'])} | {_fmt(r['baseline'])} | "
                          f"{_fmt(r['target'])} | {met} | {r['note'] or ''} |")
+    compile_stage = (results.get("bench") or {}).get("compile") or {}
+    compiled = compile_stage.get("static") or {}
+    if compiled.get("rows"):
+        lines += ["", f"## torch.compile ablation ({compile_stage['model']}, static path)", "",
+                  "| rows | static tok/s | compiled tok/s | gain | same tokens | first compiled call s |",
+                  "|---|---|---|---|---|---|"]
+        for r in compiled["rows"]:
+            lines.append(f"| {r['rows']} | {_fmt(r['static_tok_s'])} | {_fmt(r['static_compiled_tok_s'])} | "
+                         f"{r['static_compiled_tok_s'] / r['static_tok_s']:.2f}x | "
+                         f"{'yes' if r['compiled_same_tokens'] else 'no'} | {_fmt(r['first_compiled_call_s'])} |")
     return "\n".join(lines) + "\n"
 
 

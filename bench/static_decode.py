@@ -10,15 +10,18 @@ this is what decides on which devices the sampler uses the static path
     python -m bench.static_decode --adapters 8             # rows spread over 8 LoRA snapshots
 
 Rows sample at temperature 1 with fixed seeds and ``stop=[]``; the table also says whether both
-paths gave the same tokens (they should, up to rare ties flipped by rounding). The ablation column
-runs the static path with the model's own RMSNorm modules instead of the fused norm
-(``DecodeStep(fused_norms=False)``).
+paths gave the same tokens (they should, up to rare ties flipped by rounding). The ablation columns
+run the static path with the model's own RMSNorm modules instead of the fused norm
+(``DecodeStep(fused_norms=False)``) and, with ``--compile``, with the step through
+``torch.compile`` (``StaticDecoder(compile_step=True)``; its first call, which compiles, is timed
+apart).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 import torch
@@ -64,6 +67,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--adapters", type=int, default=0, help="LoRA snapshots the rows cycle through (0: base)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", type=Path, help="also write the rows (and the model's shape) here")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time the static path with the step through torch.compile (first call compiles)")
     args = parser.parse_args(argv)
 
     engine = Engine(args.device, args.dtype)
@@ -72,10 +77,14 @@ def main(argv: list[str] | None = None) -> None:
     model_dir = str(bench_model.path)
     clients = _clients(service, model_dir, args.adapters)
     base = clients[0].base
-    static = engine.call(lambda: StaticDecoder(base.model, base.decode_step, base.device, base.dtype))
-    unfused_step = DecodeStep(base.model.get_decoder(), fused_norms=False)
-    module_norms = engine.call(lambda: StaticDecoder(base.model, unfused_step, base.device, base.dtype,
-                                                     pool=static.pool))
+
+    def decoder(step: DecodeStep, **kw) -> StaticDecoder:
+        return engine.call(lambda: StaticDecoder(base.model, step, base.device, base.dtype, **kw))
+    static = decoder(base.decode_step)
+    sides = {"eager": None, "static": static,  # the ablations share the static path's LoRA slot pool
+             "module norms": decoder(DecodeStep(base.model.get_decoder(), fused_norms=False), pool=static.pool)}
+    if args.compile:
+        sides["compiled"] = decoder(base.decode_step, pool=static.pool, compile_step=True)
     prompt_list = inputs.prompts(8, 32, 64)
 
     def path(decoder):
@@ -86,24 +95,40 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"{args.model} on {engine.device} ({engine.dtype}), {args.new_tokens} new tokens, "
           f"adapters: {args.adapters or 'none (base)'}; median of {args.repeats}, interleaved")
-    print("| rows | eager tok/s | static tok/s | static / eager | same tokens | decode batches per call "
-          "| static, module norms tok/s | fused norms gain |")
-    print("|---|---|---|---|---|---|---|---|")
+    columns = ["rows", "eager tok/s", "static tok/s", "static / eager", "same tokens", "decode batches per call",
+               "static, module norms tok/s", "fused norms gain"]
+    if args.compile:
+        columns += ["static, compiled tok/s", "compiled gain", "compiled same tokens", "first compiled call s"]
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
     results = {"model": bench_model.as_dict(), "device": str(engine.device), "dtype": str(engine.dtype),
                "new_tokens": args.new_tokens, "adapters": args.adapters, "prompt_tokens": [len(p) for p in prompt_list],
                "rows": []}
     for n in [int(r) for r in args.rows.split(",")]:
         rows = inputs.decode_rows(prompt_list, n)
-        same = path(None)() == path(static)()
+        eager_tokens = path(None)()
+        same = eager_tokens == path(static)()
+        row: dict = {"rows": n}
+        if args.compile:  # the first call compiles (and captures): timed apart from the interleaved calls
+            started = time.perf_counter()
+            row["compiled_same_tokens"] = eager_tokens == path(sides["compiled"])()
+            row["first_compiled_call_s"] = time.perf_counter() - started
         batches = engine.stats["sample_batches"]
-        times = interleaved({"eager": path(None), "static": path(static), "module norms": path(module_norms)},
-                            engine.device, warmup=1, repeats=args.repeats)
-        per_call = (engine.stats["sample_batches"] - batches) / (3 * (args.repeats + 1))
-        eager, fixed, unfused = (n * args.new_tokens / times[k].median for k in ("eager", "static", "module norms"))
-        print(f"| {n} | {eager:,.0f} | {fixed:,.0f} | {fixed / eager:.2f}x | {'yes' if same else 'no'} "
-              f"| {per_call:g} | {unfused:,.0f} | {fixed / unfused:.2f}x |")
-        results["rows"].append({"rows": n, "eager_tok_s": eager, "static_tok_s": fixed, "same_tokens": same,
-                                "decode_batches_per_call": per_call, "static_module_norms_tok_s": unfused})
+        times = interleaved({name: path(d) for name, d in sides.items()}, engine.device, warmup=1,
+                            repeats=args.repeats)
+        per_call = (engine.stats["sample_batches"] - batches) / (len(sides) * (args.repeats + 1))
+        tok_s = {name: n * args.new_tokens / t.median for name, t in times.items()}
+        eager, fixed, unfused = tok_s["eager"], tok_s["static"], tok_s["module norms"]
+        cells = [f"{n}", f"{eager:,.0f}", f"{fixed:,.0f}", f"{fixed / eager:.2f}x", "yes" if same else "no",
+                 f"{per_call:g}", f"{unfused:,.0f}", f"{fixed / unfused:.2f}x"]
+        row.update(eager_tok_s=eager, static_tok_s=fixed, same_tokens=same, decode_batches_per_call=per_call,
+                   static_module_norms_tok_s=unfused)
+        if args.compile:
+            row["static_compiled_tok_s"] = compiled = tok_s["compiled"]
+            cells += [f"{compiled:,.0f}", f"{compiled / fixed:.2f}x", "yes" if row["compiled_same_tokens"] else "no",
+                      f"{row['first_compiled_call_s']:.1f}"]
+        print("| " + " | ".join(cells) + " |")
+        results["rows"].append(row)
         if args.json:
             args.json.write_text(json.dumps(results, indent=2))
     engine.close()

@@ -119,6 +119,22 @@ def test_sampler_on_the_static_path_equals_the_eager_path(service, samplers, mon
     assert eager[0] != eager[len(PROMPTS)]
 
 
+@pytest.mark.slow  # torch.compile compiles the step once per bucket and LoRA mode (~10 s each on CPU)
+def test_the_compiled_step_decodes_as_the_eager_path(service, samplers, monkeypatch):
+    """compile_step (the bench's torch.compile ablation): the same tokens for mixed adapters and
+    base rows in one batch, one adapter alone and the base alone."""
+    requests = [(c, PROMPTS[j], 2, types.SamplingParams(max_tokens=6, temperature=t, seed=j, stop=[]))
+                for j, c in enumerate(samplers) for t in (0.0, 1.0)]
+    eager = _together(service, requests)
+    alone = [_together(service, [r]) for r in requests[::2]]
+    decoder = _static(service, monkeypatch, compile_step=True)
+    seen = _spy_modes(decoder, monkeypatch)
+    _assert_same(_together(service, requests), eager)
+    for request, want in zip(requests[::2], alone):
+        _assert_same(_together(service, [request]), want)
+    assert {mode for _, mode in seen} >= {"base", "shared"} and {mode for _, mode in seen} & {"dense", "gather"}
+
+
 def test_seeded_sampling_reproduces_on_the_static_path(service, samplers, monkeypatch):
     _static(service, monkeypatch)
     client = samplers[0]

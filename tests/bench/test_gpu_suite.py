@@ -50,6 +50,9 @@ def test_dry_run_passes_every_stage_and_writes_its_results(dry_run):
     summary = (out / "summary.md").read_text()
     assert all(f"| {s} | ok |" in summary for s in stages)
     assert "decode b=1 tok/s" in summary and "static vs eager b=1" in summary
+    compiled = json.loads((out / "bench.json").read_text())["compile"]["static"]["rows"]
+    assert [r["rows"] for r in compiled] == [1, 8] and all(r["compiled_same_tokens"] for r in compiled)
+    assert "torch.compile ablation (tiny, static path)" in summary
 
 
 def gpu_suite_probe_names() -> tuple[str, ...]:

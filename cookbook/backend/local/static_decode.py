@@ -113,7 +113,7 @@ class StaticDecoder:
     """Per base model: the buckets' buffers, the LoRA slot pool and the captured step graphs."""
 
     def __init__(self, model: Any, step: DecodeStep, device: torch.device, dtype: torch.dtype, *,
-                 capture: bool | None = None, pool: LoraPool | None = None) -> None:
+                 capture: bool | None = None, pool: LoraPool | None = None, compile_step: bool = False) -> None:
         self.lm_head = model.get_output_embeddings()  # the LoRA-wrapped unembedding
         self.step, self.device, self.dtype = step, device, dtype
         self.num_layers = len(model.get_decoder().layers)
@@ -122,6 +122,9 @@ class StaticDecoder:
         self.pool = pool or LoraPool(model, device, dtype)
         self.buckets: dict[int, _Bucket] = {}
         self._graph_pool: Any = None  # the CUDA graphs' shared memory pool, made at the first capture
+        # compile_step: the step through torch.compile (fused kernels), captured like the eager one.
+        # Off by default: an ablation (bench/static_decode.py --compile) until a GPU run shows it pays.
+        self._step_fn = torch.compile(self._step_eager) if compile_step else self._step_eager
 
     @classmethod
     def for_model(cls, model: nn.Module, step: DecodeStep | None, device: torch.device,
@@ -176,11 +179,14 @@ class StaticDecoder:
         self._forward(bucket, window, mode)
 
     def _forward(self, bucket: _Bucket, window: int, mode: str) -> None:
-        mask = (bucket.positions[:window] <= bucket.lengths[:, None])[:, None, None, :]
         routing = use_adapters(None) if mode == "base" else use_slots(self.pool.routing(bucket.slots, mode))
         with routing:
-            hidden = self.step(bucket.tokens, bucket.lengths[:, None], _CacheWindow(bucket, window), mask)
-            bucket.logits.copy_(self.lm_head(hidden))
+            self._step_fn(bucket, window)
+
+    def _step_eager(self, bucket: _Bucket, window: int) -> None:
+        mask = (bucket.positions[:window] <= bucket.lengths[:, None])[:, None, None, :]
+        hidden = self.step(bucket.tokens, bucket.lengths[:, None], _CacheWindow(bucket, window), mask)
+        bucket.logits.copy_(self.lm_head(hidden))
 
     def _capture(self, bucket: _Bucket, window: int, mode: str) -> torch.cuda.CUDAGraph:
         # All graphs share one memory pool: they only keep intermediates there (inputs and outputs
