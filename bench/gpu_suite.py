@@ -226,11 +226,7 @@ def _bench(ctx: Context, limit: float) -> dict:
         for workload, fraction in (("train", 0.45), ("static", 0.45), ("sample", 1.0)):
             box = share if ctx.dry_run else (model_stop - time.monotonic()) * fraction
             if workload == "static":
-                cmd = [PY, "-m", "bench.static_decode", "--model", model, "--device", ctx.device,
-                       "--json", str(static_json)] + (["--rows", "1,8", "--new-tokens", "8", "--repeats", "1"]
-                                                      if ctx.dry_run else
-                                                      ["--rows", "1,64", "--new-tokens", "128", "--repeats", "3"])
-                runs["static"] = ctx.run(f"static_decode {model}", cmd, box)
+                runs["static"] = ctx.run(f"static_decode {model}", _static_decode_cmd(ctx, model, static_json), box)
                 continue
             run_dir = ctx.work / f"bench-{model}-{workload}"
             cmd = [PY, "-m", "bench.run", "--models", model, "--workloads", workload, "--device", ctx.device,
@@ -249,16 +245,21 @@ def _bench(ctx: Context, limit: float) -> dict:
     return {"ok": ok and compiled["ok"], "models": out, "compile": compiled}
 
 
+def _static_decode_cmd(ctx: Context, model: str, json_path: Path, *extra: str) -> list[str]:
+    """``bench.static_decode`` at batch 1 and 64 x 128 new tokens (toy sizes in a dry run)."""
+    sizes = (["--rows", "1,8", "--new-tokens", "8", "--repeats", "1"] if ctx.dry_run
+             else ["--rows", "1,64", "--new-tokens", "128", "--repeats", "3"])
+    return [PY, "-m", "bench.static_decode", "--model", model, "--device", ctx.device, "--json", str(json_path),
+            *sizes, *extra]
+
+
 def _compile(ctx: Context, limit: float) -> dict:
     """The static decode path with the step through torch.compile, against the uncompiled one
     (Qwen3-0.6B shape): whether compiling pays, and what its first call costs. Part of the bench
     stage (what the GPU machine sends back is at most eight files)."""
     model = "tiny" if ctx.dry_run else "qwen3-0.6b"
     out = ctx.work / f"compile-{model}.json"
-    cmd = [PY, "-m", "bench.static_decode", "--model", model, "--device", ctx.device, "--json", str(out),
-           "--compile"] + (["--rows", "1,8", "--new-tokens", "8", "--repeats", "1"] if ctx.dry_run
-                           else ["--rows", "1,64", "--new-tokens", "128", "--repeats", "3"])
-    run = ctx.run(f"static_decode --compile {model}", cmd, limit)
+    run = ctx.run(f"static_decode --compile {model}", _static_decode_cmd(ctx, model, out, "--compile"), limit)
     result = json.loads(out.read_text()) if out.exists() else None
     return {"ok": run["rc"] == 0 and result is not None, "model": model, "static": result, "run": run}
 

@@ -108,7 +108,7 @@ def test_little_free_memory_splits_the_batch_and_checkpoints_long_sequences(serv
     assert_close(small_loss, exact_loss, atol=1e-4, rtol=1e-6, peer=loss)
     for ours, want, peer in zip(small_grads, exact_grads, grads):
         # sums regrouped: fp32 reassociation (H200: 1.6e-5 on an element of 0.05, gradients up to ~16)
-        assert_close(ours, want, atol=1e-4, rtol=1e-4, peer=peer)
+        assert_close(ours, want, atol=1e-5 if DEVICE.type == "cpu" else 1e-4, rtol=1e-4, peer=peer)
 
 
 def test_a_sequence_that_cannot_fit_is_rejected_before_anything_changes(service, monkeypatch):

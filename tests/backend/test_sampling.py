@@ -6,7 +6,7 @@ import threading
 
 import numpy as np
 import pytest
-from backend_helpers import LOW_PRECISION, assert_close, make_datum, randomize_adapter
+from backend_helpers import DEVICE, LOW_PRECISION, assert_close, make_datum, randomize_adapter
 from tinker import types
 
 
@@ -139,15 +139,16 @@ def test_prompt_logprobs_and_compute_logprobs_match_forward(trained):
     res = sc.sample(types.ModelInput.from_ints(prompt), 1, types.SamplingParams(max_tokens=1),
                     include_prompt_logprobs=True, topk_prompt_logprobs=3).result()
     assert res.prompt_logprobs[0] is None
-    # rtol: the prefill and forward kernels may sum in different orders (H200, fp32: 9e-7 relative)
-    np.testing.assert_allclose(res.prompt_logprobs[1:], forward, atol=1e-5, rtol=5e-6)
+    # on CUDA the prefill and forward kernels may sum in different orders (H200, fp32: 9e-7 relative)
+    rtol, slack = (1e-7, 1e-6) if DEVICE.type == "cpu" else (5e-6, 1e-4)
+    np.testing.assert_allclose(res.prompt_logprobs[1:], forward, atol=1e-5, rtol=rtol)
     topk = res.topk_prompt_logprobs
     assert topk[0] is None and all(len(row) == 3 for row in topk[1:])
     assert all(row[0][1] >= row[1][1] >= row[2][1] for row in topk[1:])
-    assert all(row[0][1] >= lp - 1e-4 for row, lp in zip(topk[1:], forward))
+    assert all(row[0][1] >= lp - slack for row, lp in zip(topk[1:], forward))
     computed = sc.compute_logprobs(types.ModelInput.from_ints(prompt)).result()
     assert computed[0] is None
-    np.testing.assert_allclose(computed[1:], forward, atol=1e-5, rtol=5e-6)
+    np.testing.assert_allclose(computed[1:], forward, atol=1e-5, rtol=rtol)
 
 
 def test_concurrent_requests_from_threads_are_served_together(trained):

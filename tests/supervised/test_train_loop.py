@@ -126,7 +126,8 @@ def test_a_new_run_starts_from_load_checkpoint_path(service, data, tmp_path):
 
 @pytest.mark.parametrize("normalization", ["sum", "sequence_mean"])
 def test_packed_steps_equal_unpacked_steps(service, data, tmp_path, normalization):
-    """pack_length packs each step's conversations into rows; the losses and weights stay the run's."""
+    """pack_length packs each step's conversations into rows; the losses and weights stay the run's
+    (in a low-precision dtype, the losses only: see below)."""
     results = {}
     for pack_length in (0, 100):
         config = _config(tmp_path, max_steps=3, save_every=0, eval_every=0, pack_length=pack_length,
