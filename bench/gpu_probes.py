@@ -175,7 +175,7 @@ def _forward_backward(tc, data, free_bytes: int | None = None, keep_grads: bool 
     real_seq = tc.base.sequence_logprobs
     if free_bytes is not None:
         memory.free_memory = lambda device: free_bytes
-    tc.base.sequence_logprobs = lambda i, t, d=None: calls.append(tc.base.checkpointing.on) or real_seq(i, t, d)
+    tc.base.sequence_logprobs = lambda *args, **kw: calls.append(tc.base.checkpointing.on) or real_seq(*args, **kw)
     try:
         if tc.base.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(tc.base.device)

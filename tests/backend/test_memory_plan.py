@@ -74,9 +74,9 @@ def _pass(client, monkeypatch, free: int | None):
     calls = []
     real = client.base.sequence_logprobs
     monkeypatch.setattr(client.base, "sequence_logprobs",
-                        lambda inputs, targets, *docs: calls.append((len(inputs), max(map(len, inputs)),
+                        lambda inputs, targets, *docs, **budget: calls.append((len(inputs), max(map(len, inputs)),
                                                               client.base.checkpointing.on))
-                        or real(inputs, targets, *docs))
+                        or real(inputs, targets, *docs, **budget))
     out = client.forward_backward(_data(), "cross_entropy").result()
     grads = [p.grad.clone() for p in client.adapter.parameters()]
     for p in client.adapter.parameters():

@@ -9,10 +9,12 @@ import torch
 from backend_helpers import LOW_PRECISION, make_datum, randomize_adapter
 from tinker import types
 
-from cookbook.backend.local import errors
+from cookbook.backend.local import errors, memory
+from cookbook.backend.local.model import document_pieces, piece_passes
 from cookbook.supervised.packing import normalize_weights, pack_data
 
-# fp32: the packed rows only reorder sums (padding, attention over masked keys); bf16 rounds per op
+# fp32: a packed row's documents run in other passes than the unpacked datums (other widths and
+# neighbours reorder sums); bf16 rounds per op
 TOL = dict(atol=2e-2, rtol=2e-2) if LOW_PRECISION else dict(atol=2e-5, rtol=1e-4)
 
 
@@ -129,3 +131,46 @@ def test_bad_document_ids_are_rejected_before_anything_runs(client):
         with pytest.raises(error, match="document_ids"):
             client.forward_backward([bad], "cross_entropy")
     assert all(p.grad is None for p in client.adapter.parameters())
+
+
+def test_packed_rows_run_the_forward_passes_of_their_documents_unpacked(client, monkeypatch):
+    """A packed batch runs the passes the same conversations run unpacked (same sizes and widths): no
+    pass is wider than its longest document, so attention never spans a whole packed row."""
+    data = _docs(seed=5, n=12)
+    rows = pack_data(data, 64)
+    assert max(r.model_input.length for r in rows) > max(d.model_input.length for d in data)
+    shapes: list[tuple[int, int]] = []
+    original = client.base.hidden_states
+
+    def recording(batch):
+        shapes.append((len(batch), max(len(s) for s in batch)))
+        return original(batch)
+    monkeypatch.setattr(client.base, "hidden_states", recording)
+    client.forward_backward(data, "cross_entropy").result()
+    unpacked, shapes[:] = sorted(shapes), []
+    client.forward_backward(rows, "cross_entropy").result()
+    assert sorted(shapes) == unpacked and max(w for _, w in unpacked) == max(d.model_input.length for d in data)
+    for p in client.adapter.parameters():
+        p.grad = None
+
+
+def test_document_pieces_and_their_passes():
+    ids = [torch.tensor([0, 0, 0, 1, 1, 2]), None, torch.tensor([0, 0, 0, 0])]
+    assert document_pieces([6, 5, 4], ids) == [(0, 0, 3), (0, 3, 5), (0, 5, 6), (1, 0, 5), (2, 0, 4)]
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        lengths = rng.integers(1, 300, size=int(rng.integers(1, 40))).tolist()
+        rows = int(rng.integers(1, len(lengths) + 1))
+        # a micro-batch's budget: at least its rows x its longest row, which is at least its real tokens
+        budget = max(sum(lengths), rows * max(lengths)) if rng.random() < 0.5 else sum(lengths)
+        passes = piece_passes(lengths, budget, overhead=int(rng.choice([0, 128, 4096])))
+        assert sorted(i for p in passes for i in p) == list(range(len(lengths)))
+        assert sum(len(p) * max(lengths[i] for i in p) for p in passes) <= budget
+
+
+def test_packed_rows_are_grouped_by_their_tokens_not_their_padded_size():
+    lengths = [250, 200, 256, 30, 240]
+    packed = [True, True, True, False, True]
+    assert memory.group(lengths, 1000, overhead=128, packed=packed) == [[3], [0, 1, 2, 4]]
+    assert memory.group(lengths, 700, overhead=128, packed=packed) == [[3], [0, 1], [2, 4]]
+    assert memory.group([900, 50], 600, overhead=0, packed=[True, True]) == [[0], [1]]  # a long row alone

@@ -54,6 +54,7 @@ class ActivationCost:
 class MicroBatch:
     indices: list[int]
     checkpointed: bool
+    tokens: int  # the padded tokens its passes may hold together (the cap it was planned under)
 
 
 def activation_cost(config, dtype: torch.dtype, *, logits_bytes: int, checkpointing_supported: bool,
@@ -140,17 +141,37 @@ class Budget:
                 f"(at most {self.longest} tokens fit): shorten or split the sequence, or free device memory")
 
 
-def plan(lengths: Sequence[int], budget: Budget, overhead: int) -> list[MicroBatch]:
-    """Length-sorted micro-batches that fit ``budget``; long sequences get checkpointed ones."""
+def plan(lengths: Sequence[int], budget: Budget, overhead: int,
+         packed: Sequence[bool] | None = None) -> list[MicroBatch]:
+    """Micro-batches that fit ``budget`` (:func:`group`); long sequences get checkpointed ones."""
     if budget.always_checkpoint:
-        return [MicroBatch(b, True) for b in micro_batches(lengths, budget.tokens_checkpointed, overhead)]
-    short = [i for i, n in enumerate(lengths) if n <= budget.tokens]
-    long = [i for i, n in enumerate(lengths) if n > budget.tokens]
-    out = [MicroBatch([short[j] for j in b], False)
-           for b in micro_batches([lengths[i] for i in short], budget.tokens, overhead)]
-    out += [MicroBatch([long[j] for j in b], True)
-            for b in micro_batches([lengths[i] for i in long], budget.tokens_checkpointed, overhead)]
+        return [MicroBatch(b, True, budget.tokens_checkpointed)
+                for b in group(lengths, budget.tokens_checkpointed, overhead, packed)]
+    out = []
+    for checkpointed, cap in ((False, budget.tokens), (True, budget.tokens_checkpointed)):
+        part = [i for i, n in enumerate(lengths) if (n > budget.tokens) == checkpointed]
+        flags = None if packed is None else [packed[i] for i in part]
+        batches = group([lengths[i] for i in part], cap, overhead, flags)
+        out += [MicroBatch([part[j] for j in b], checkpointed, cap) for b in batches]
     return out
+
+
+def group(lengths: Sequence[int], token_budget: int, overhead: int,
+          packed: Sequence[bool] | None = None) -> list[list[int]]:
+    """Micro-batches of the sequences ``lengths``: plain ones by :func:`micro_batches`; packed ones (rows
+    of several documents, which run as their documents, so a row's own length pads nothing) in runs
+    whose tokens together fit the budget (a row over the budget alone), the documents' passes being
+    planned when the micro-batch runs (``model.piece_passes``)."""
+    flags = packed if packed is not None else [False] * len(lengths)
+    plain = [i for i, f in enumerate(flags) if not f]
+    out = [[plain[j] for j in b] for b in micro_batches([lengths[i] for i in plain], token_budget, overhead)]
+    run: list[int] = []
+    for i in (i for i, f in enumerate(flags) if f):
+        if run and sum(lengths[j] for j in run) + lengths[i] > token_budget:
+            out.append(run)
+            run = []
+        run.append(i)
+    return out + ([run] if run else [])
 
 
 def micro_batches(lengths: Sequence[int], token_budget: int, overhead: int) -> list[list[int]]:

@@ -169,24 +169,18 @@ class BaseModel:
     def lm_head(self) -> Any:
         return self.model.get_output_embeddings()
 
-    def hidden_states(self, batch: Sequence[Sequence[int]],
-                      documents: Sequence[torch.Tensor | None] | None = None) -> tuple[torch.Tensor, list[int]]:
+    def hidden_states(self, batch: Sequence[Sequence[int]]) -> tuple[torch.Tensor, list[int]]:
         """Final hidden states of right-padded sequences ([B, T, H]) and their lengths.
 
         With right padding and causal attention no real position ever attends to a pad,
-        so no attention mask is needed. When a sequence has ``documents`` (document index per
-        position, see ``validation.DOCUMENT_IDS``), the micro-batch gets position ids that restart at
-        every document and a block-diagonal causal mask: no token attends across documents.
+        so no attention mask is needed.
         """
         lengths = [len(s) for s in batch]
         width = max(lengths)
         ids = torch.zeros(len(batch), width, dtype=torch.long)
         for i, s in enumerate(batch):
             ids[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
-        extra: dict[str, torch.Tensor] = {}
-        if documents is not None and any(d is not None for d in documents):
-            extra = document_attention(lengths, documents, width, self.device)
-        out = self.body(input_ids=ids.to(self.device), use_cache=False, **extra)
+        out = self.body(input_ids=ids.to(self.device), use_cache=False)
         return out.last_hidden_state, lengths
 
     def token_logprobs(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -211,14 +205,37 @@ class BaseModel:
         return logits.gather(-1, t) - lse[:, None]
 
     def sequence_logprobs(self, inputs: Sequence[Sequence[int]], targets: Sequence[torch.Tensor],
-                          documents: Sequence[torch.Tensor | None] | None = None) -> list[torch.Tensor]:
-        """Per-datum log p(targets) for one batch of token sequences (uses the routed adapters);
-        ``documents``: see :meth:`hidden_states`."""
-        hidden, lengths = self.hidden_states(inputs, documents)
-        flat_h = torch.cat([hidden[i, :n] for i, n in enumerate(lengths)])
-        flat_t = torch.cat([t.to(self.device) for t in targets])
-        flat_lp = self.token_logprobs(flat_h, flat_t)
-        return list(torch.split(flat_lp, lengths))
+                          documents: Sequence[torch.Tensor | None] | None = None,
+                          token_budget: int = 0) -> list[torch.Tensor]:
+        """Per-datum log p(targets) for one micro-batch of token sequences (uses the routed adapters).
+
+        A datum with ``documents`` (document index per position, see ``validation.DOCUMENT_IDS``) runs
+        as its documents, each an ordinary sequence: positions start at 0 and no token attends across
+        documents, so it computes exactly what its documents compute as separate datums, and pays for
+        attention within each document only (a block-diagonal mask over the whole row would pay for
+        the row's square). Its logprobs are its documents' logprobs, concatenated. The documents run
+        in length-sorted passes whose padded tokens together stay within ``token_budget`` (the cap the
+        micro-batch was planned under) or the micro-batch's own padded size, whichever is larger.
+        """
+        pieces = document_pieces([len(s) for s in inputs], documents)
+        sequences = [inputs[d][start:end] for d, start, end in pieces]
+        piece_targets = [targets[d][start:end] for d, start, end in pieces]
+        if len(pieces) == len(inputs):  # nothing packed: the micro-batch is one pass, as planned
+            passes = [list(range(len(pieces)))]
+        else:
+            budget = max(token_budget, len(inputs) * max(len(s) for s in inputs))
+            passes = piece_passes([len(s) for s in sequences], budget, memory.overhead_tokens(self.device))
+        logprobs: list[torch.Tensor] = [torch.empty(0)] * len(pieces)
+        for group in passes:
+            hidden, lengths = self.hidden_states([sequences[i] for i in group])
+            flat_h = torch.cat([hidden[j, :n] for j, n in enumerate(lengths)])
+            flat_t = torch.cat([piece_targets[i].to(self.device) for i in group])
+            for i, lp in zip(group, torch.split(self.token_logprobs(flat_h, flat_t), lengths)):
+                logprobs[i] = lp
+        per_datum: list[list[torch.Tensor]] = [[] for _ in inputs]
+        for (d, _, _), lp in zip(pieces, logprobs):
+            per_datum[d].append(lp)
+        return [parts[0] if len(parts) == 1 else torch.cat(parts) for parts in per_datum]
 
     def topk_logprobs(self, hidden: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Top-k (log-probability, token id) per hidden state [n, H], chunked (no grad)."""
@@ -231,23 +248,30 @@ class BaseModel:
         return torch.cat(values), torch.cat(ids)
 
 
-def document_attention(lengths: Sequence[int], documents: Sequence[torch.Tensor | None], width: int,
-                       device: torch.device) -> dict[str, torch.Tensor]:
-    """``position_ids`` [B, T] restarting at each document and a boolean ``attention_mask`` [B, 1, T, T]
-    (True: may attend) that is causal within each document and empty across documents. A sequence
-    without documents is one document; the pad positions after a sequence form one more (they attend
-    only to each other, so no row of the mask is empty)."""
-    doc = torch.empty(len(lengths), width, dtype=torch.long)
-    for i, (n, d) in enumerate(zip(lengths, documents)):
-        doc[i, :n] = 0 if d is None else d
-        doc[i, n:] = (0 if d is None or n == 0 else int(d[n - 1])) + 1
-    arange = torch.arange(width)
-    first = torch.ones_like(doc, dtype=torch.bool)
-    first[:, 1:] = doc[:, 1:] != doc[:, :-1]
-    start = torch.cummax(torch.where(first, arange, 0), dim=1).values  # each position's document start
-    same = doc[:, :, None] == doc[:, None, :]
-    causal = torch.ones(width, width, dtype=torch.bool).tril()
-    return {"position_ids": (arange - start).to(device), "attention_mask": (same & causal)[:, None].to(device)}
+def document_pieces(lengths: Sequence[int], documents: Sequence[torch.Tensor | None] | None
+                    ) -> list[tuple[int, int, int]]:
+    """(datum, start, end) of every document of every datum, in order; a datum without documents is one."""
+    pieces = []
+    for d, n in enumerate(lengths):
+        ids = None if documents is None else documents[d]
+        if ids is None or n == 0:
+            pieces.append((d, 0, n))
+            continue
+        starts = [0] + (torch.nonzero(ids[1:] != ids[:-1]).flatten() + 1).tolist()
+        pieces += [(d, s, e) for s, e in zip(starts, starts[1:] + [n])]
+    return pieces
+
+
+def piece_passes(lengths: Sequence[int], token_budget: int, overhead: int) -> list[list[int]]:
+    """Forward passes over a micro-batch's documents: length-sorted runs (``memory.micro_batches``) whose
+    padded tokens together stay within ``token_budget``, since every pass's activations are kept until
+    the micro-batch's backward. When the cheapest split pads past it, a smaller per-pass overhead is
+    weighed (more, tighter passes); at overhead 0 the passes pad nothing beyond equal lengths."""
+    for weight in (overhead, overhead // 4, overhead // 16, 0):
+        passes = memory.micro_batches(lengths, token_budget, weight)
+        if sum(len(p) * max(lengths[i] for i in p) for p in passes) <= token_budget:
+            break
+    return passes
 
 
 def _hf_key(key: str, renames: dict[str, str]) -> str:

@@ -21,7 +21,7 @@ from .export import write_merged, write_peft
 from .futures import LocalFuture
 from .lora import Adapter, use_adapters
 from .losses import BEHAVIOUR_LOGPROBS, SAMPLED_MASK, LossSpec, resolve_config
-from .memory import MicroBatch, micro_batches, overhead_tokens, plan
+from .memory import MicroBatch, group, overhead_tokens, plan
 from .model import BaseModel, full_state, load_full_state
 from .sampling import ReadyClient, SamplingClient
 
@@ -121,18 +121,20 @@ class TrainingClient(ReadyClient):
         """Micro-batches of at most the engine's token cap; with ``backward``, also what fits the memory
         free when the pass runs (checked again: it may have shrunk since submission)."""
         lengths = [len(p.tokens) for p in prepared]
+        packed = [p.documents is not None and int(p.documents[-1]) > 0 for p in prepared]
         overhead = overhead_tokens(self.base.device)
         if not backward:  # nothing is kept for a backward pass: only the cap applies
-            return [MicroBatch(b, False) for b in micro_batches(lengths, self._engine.train_token_budget, overhead)]
+            cap = self._engine.train_token_budget
+            return [MicroBatch(b, False, cap) for b in group(lengths, cap, overhead, packed)]
         budget = self.base.train_budget(self._engine.train_token_budget)
         budget.check(lengths)
-        return plan(lengths, budget, overhead)
+        return plan(lengths, budget, overhead, packed)
 
     def _logprobs(self, prepared, batch: MicroBatch) -> list[torch.Tensor]:
         idx = batch.indices
         with self.base.layer_checkpointing(batch.checkpointed):
             return self.base.sequence_logprobs([prepared[i].tokens for i in idx], [prepared[i].targets for i in idx],
-                                               [prepared[i].documents for i in idx])
+                                               [prepared[i].documents for i in idx], token_budget=batch.tokens)
 
     def _builtin_pass(self, prepared, spec: LossSpec, cfg, backward: bool) -> types.ForwardBackwardOutput:
         logprobs: list[torch.Tensor | None] = [None] * len(prepared)
