@@ -13,6 +13,7 @@ typed by ``cookbook.primitives``. Imports no other loop.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -50,6 +51,15 @@ class TrainConfig(LoopConfig):
     # attention (positions restart, no token attends across conversations); None or 0: one row each
     pack_length: int | None = chz.field(default=None, validator=_non_negative)
     log_path: str = "runs/sft"
+
+    @chz.validate
+    def _check_packing_backend(self) -> None:
+        """Packed rows need a backend that reads ``document_ids``; the hosted service would run each row
+        as one sequence, every conversation attending to the ones before it."""
+        if self.pack_length and self.backend == "tinker" and not (self.base_url or os.environ.get("TINKER_BASE_URL")):
+            raise ConfigError("pack_length needs backend=local or a cookbook serve-tinker server (base_url=...): "
+                              "the hosted Tinker service does not know document_ids, so packed conversations "
+                              "would attend to each other")
 
 
 def num_steps(config: TrainConfig, batches: EpochBatches) -> int:

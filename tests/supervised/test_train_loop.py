@@ -148,3 +148,15 @@ def test_packed_steps_equal_unpacked_steps(service, data, tmp_path, normalizatio
 def test_a_negative_pack_length_is_a_config_error(tmp_path):
     with pytest.raises(cookbook.errors.ConfigError, match="pack_length"):
         _config(tmp_path, pack_length=-1)
+
+
+def test_packing_against_the_hosted_service_is_a_config_error(tmp_path, monkeypatch):
+    """The hosted service does not know document_ids: packing there would mix conversations silently."""
+    monkeypatch.delenv("TINKER_BASE_URL", raising=False)
+    with pytest.raises(cookbook.errors.ConfigError, match="pack_length needs backend=local"):
+        _config(tmp_path, pack_length=256, backend="tinker")
+    for ok in (dict(backend="local"), dict(backend="tinker", base_url="http://127.0.0.1:8000")):
+        assert _config(tmp_path, pack_length=256, **ok).pack_length == 256
+    assert _config(tmp_path, pack_length=0, backend="tinker").pack_length == 0
+    monkeypatch.setenv("TINKER_BASE_URL", "http://127.0.0.1:8000")
+    assert _config(tmp_path, pack_length=256, backend="tinker").pack_length == 256
