@@ -174,3 +174,18 @@ def test_packed_rows_are_grouped_by_their_tokens_not_their_padded_size():
     assert memory.group(lengths, 1000, overhead=128, packed=packed) == [[3], [0, 1, 2, 4]]
     assert memory.group(lengths, 700, overhead=128, packed=packed) == [[3], [0, 1], [2, 4]]
     assert memory.group([900, 50], 600, overhead=0, packed=[True, True]) == [[0], [1]]  # a long row alone
+
+
+def test_a_packed_row_may_be_longer_than_the_context_but_not_a_document(client):
+    context = client.base.max_context
+    data = _docs(seed=9, n=3)
+    while sum(d.model_input.length for d in data) <= context:
+        data = data + data
+    (row,) = pack_data(data, 10**6)
+    assert row.model_input.length > context
+    unpacked = client.forward(data, "cross_entropy").result()
+    packed = client.forward([row], "cross_entropy").result()
+    assert packed.metrics["loss:sum"] == pytest.approx(unpacked.metrics["loss:sum"], rel=TOL["rtol"])
+    long = make_datum(list(range(1, 200)) * (context // 199 + 1))
+    with pytest.raises(errors.ContextLengthExceededError, match="longest document"):
+        client.forward(pack_data([data[0], long], 10**6), "cross_entropy")

@@ -61,7 +61,7 @@ def loss_spec(loss_fn: str, loss_fn_config: Mapping[str, float] | None) -> LossS
 # An optional loss input of every loss: several documents packed into one datum. Equal ids mark one
 # document (a contiguous run of positions); positions restart at each document's first token and no
 # token attends to another document's tokens, so a packed datum computes what its documents would
-# compute as separate datums.
+# compute as separate datums (the local backend runs them so); only each document must fit the context.
 DOCUMENT_IDS = "document_ids"
 
 
@@ -93,8 +93,13 @@ def prepare_data(
         tokens = model_input_tokens(datum.model_input, what=f"data[{i}].model_input")
         n = len(tokens)
         check_tokens(tokens, vocab_size, what=f"data[{i}].model_input")
-        check_context(n, max_context, what=f"data[{i}].model_input")
         given = datum.loss_fn_inputs
+        documents = _documents(given[DOCUMENT_IDS], n, i) if DOCUMENT_IDS in given else None
+        if documents is None:
+            check_context(n, max_context, what=f"data[{i}].model_input")
+        else:  # each document runs as its own sequence: a packed row may be longer than the context
+            check_context(int(torch.bincount(documents).max()), max_context,
+                          what=f"the longest document of data[{i}].model_input")
         for key in ("target_tokens", *required):
             if key not in given:
                 raise errors.MissingLossInputError(f"data[{i}] is missing loss input {key!r}")
@@ -114,7 +119,6 @@ def prepare_data(
             if not torch.isfinite(value).all():
                 raise errors.NonFiniteInputError(f"data[{i}]: {key} contains NaN or infinity")
             inputs[key] = value
-        documents = _documents(given[DOCUMENT_IDS], n, i) if DOCUMENT_IDS in given else None
         prepared.append(PreparedDatum(tokens, targets, inputs, documents))
     return prepared
 
