@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from precision import DEVICE, DTYPE, LOW_PRECISION  # noqa: F401 - the backend tests import them from here
 from tinker import types
-
-from cookbook.backend.local.model import resolve_device, resolve_dtype
 
 
 def make_datum(tokens: list[int], **extra) -> types.Datum:
@@ -32,11 +31,6 @@ def adapter_tensors(client) -> dict[str, torch.Tensor]:
     return client.adapter.state_dict()
 
 
-# --- the device and precision the suite runs in -------------------------------------------
-# COOKBOOK_DEVICE / COOKBOOK_DTYPE choose them (tests/conftest.py pins CPU unless told otherwise).
-DEVICE = resolve_device(None)
-DTYPE = resolve_dtype(None, DEVICE)
-LOW_PRECISION = DTYPE != torch.float32
 
 # In a low-precision dtype no fixed tolerance is right for every quantity, so a comparison with the
 # fp32 result is bounded by the rounding noise of that very quantity, measured in the same run: how

@@ -6,11 +6,11 @@ import json
 
 import pytest
 import torch
+from precision import LOW_PRECISION
 from safetensors.torch import load_file
 
 import cookbook
 from cookbook.backend.local import checkpoints
-from cookbook.backend.local.model import resolve_device, resolve_dtype
 from cookbook.run_dir import RunDirError
 from cookbook.supervised.data import conversation_to_datum
 from cookbook.supervised.train import TrainConfig, train
@@ -33,7 +33,6 @@ def data():
     return [conversation_to_datum(c, renderer, "last_assistant_message") for c in convs]
 
 
-LOW_PRECISION = resolve_dtype(None, resolve_device(None)) != torch.float32  # COOKBOOK_DTYPE / _DEVICE
 
 
 def _config(tmp_path, **kw):
