@@ -10,7 +10,9 @@ input, plus one layer's activations while that layer is recomputed.
 :func:`plan` splits a batch into length-sorted micro-batches whose padded size fits both the
 engine's token cap (a speed setting) and the free memory; sequences too long to fit without
 checkpointing get their own micro-batches with checkpointing on. A sequence that does not fit even
-then is rejected when the request is submitted (:class:`errors.OutOfMemoryError`).
+then is rejected when the request is submitted (:class:`errors.OutOfMemoryError`). Packed rows
+(``document_ids``: several documents each, which run as separate sequences) are grouped by their
+tokens instead (:func:`group`), their documents' passes planned when the micro-batch runs.
 """
 
 from __future__ import annotations
