@@ -189,3 +189,30 @@ def test_a_packed_row_may_be_longer_than_the_context_but_not_a_document(client):
     long = make_datum(list(range(1, 200)) * (context // 199 + 1))
     with pytest.raises(errors.ContextLengthExceededError, match="longest document"):
         client.forward(pack_data([data[0], long], 10**6), "cross_entropy")
+
+
+def test_packed_rows_keep_to_the_memory_plan(client, monkeypatch):
+    """With room for 60 tokens of activations, packed micro-batches hold at most 60 tokens and their
+    documents' passes together pad to at most that; the gradients stay the unpacked batch's."""
+    data = _docs(seed=4, n=12)
+    unpacked, unpacked_grads = _pass(client, data)
+    cost = client.base.activation_cost()
+    free = int((cost.reserve + 60 * cost.per_token + cost.per_token // 2) / memory.HEADROOM) + 1
+    assert memory.Budget.of(cost, free, 16384, False).tokens == 60
+    monkeypatch.setattr(memory, "free_memory", lambda device: free)
+    batches: list[list[tuple[int, int]]] = []
+    seq, hid = client.base.sequence_logprobs, client.base.hidden_states
+
+    def sequence_logprobs(*args, **kw):
+        batches.append([])
+        return seq(*args, **kw)
+
+    def hidden_states(batch):
+        batches[-1].append((len(batch), max(len(s) for s in batch)))
+        return hid(batch)
+    monkeypatch.setattr(client.base, "sequence_logprobs", sequence_logprobs)
+    monkeypatch.setattr(client.base, "hidden_states", hidden_states)
+    packed, packed_grads = _pass(client, pack_data(data, 40))
+    assert len(batches) > 1 and all(sum(n * w for n, w in passes) <= 60 for passes in batches)
+    assert packed.metrics["loss:sum"] == pytest.approx(unpacked.metrics["loss:sum"], rel=TOL["rtol"])
+    _assert_grads(packed_grads, unpacked_grads)
