@@ -9,7 +9,10 @@ fresh temporary working directory (removed afterwards) holding ``main.py`` and a
 ``files`` given, the program's ``stdin``, and these limits (:class:`Limits`):
 
 - wall clock ``timeout_s`` (then the process group is killed: ``status="timeout"``) and CPU
-  ``cpu_s`` per process (``RLIMIT_CPU``);
+  ``cpu_s`` per process (``RLIMIT_CPU``: ``SIGXCPU``, then ``SIGKILL`` a second later, which is
+  what a program running as PID 1 of its namespace gets, as PID 1 ignores ``SIGXCPU``); a program
+  either signal ends after using its CPU time also gets ``timeout``, so a busy loop is a timeout
+  whichever limit it reaches first;
 - memory ``memory_mb`` of address space per process (``RLIMIT_AS``: allocations fail);
 - output ``max_output_bytes`` of stdout and stderr together: past it the program is killed
   (``status="output_limit"``), so a huge print costs neither memory nor time here;
@@ -64,6 +67,10 @@ MODE_ENV = "COOKBOOK_SANDBOX"
 MAX_PARALLEL = max(1, os.cpu_count() or 1)
 _SLOTS = threading.BoundedSemaphore(MAX_PARALLEL)
 _SETUP_FAILED = 125
+# How a run ends at its CPU limit (exit status 128 + signal), and how far below ``cpu_s`` the CPU
+# time it reports may read then (the kernel accounts CPU time in ticks).
+_CPU_LIMIT_SIGNALS = (128 + signal.SIGXCPU, 128 + signal.SIGKILL)
+CPU_SLACK_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -81,7 +88,8 @@ class Limits:
 @dataclass(frozen=True)
 class Execution:
     """What happened. ``status``: ``ok`` (exit 0), ``error`` (another exit status or a signal),
-    ``timeout``, ``output_limit`` or ``setup_error`` (the sandbox itself could not start)."""
+    ``timeout`` (the wall clock or the CPU time ran out), ``output_limit`` or ``setup_error`` (the
+    sandbox itself could not start)."""
 
     status: str
     exit_code: int | None
@@ -214,12 +222,16 @@ def _run(workdir: Path, mode: str, stdin: str, limits: Limits) -> Execution:
                 os.close(fd)
             except OSError:
                 pass
-    code = int(report.split()[1]) if report.startswith("exit ") else None
+    fields = report.split()
+    code = int(fields[1]) if report.startswith("exit ") else None
+    cpu_used = float(fields[3]) if len(fields) >= 4 and fields[2] == "cpu" else 0.0
     if reason is not None:
         status, code = reason, None
     elif code is None or code == _SETUP_FAILED:
         status, code = "setup_error", None
         err = err or report.encode()
+    elif code in _CPU_LIMIT_SIGNALS and cpu_used >= limits.cpu_s - CPU_SLACK_S:
+        status, code = "timeout", None  # out of CPU time: a time limit, like the wall clock's
     else:
         status = "ok" if code == 0 else "error"
     return Execution(status, code, out.decode(errors="replace"), err.decode(errors="replace"),

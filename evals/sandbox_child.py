@@ -314,9 +314,10 @@ def runner(config: dict, fds: list[int]) -> None:
                 print(f"sandbox setup failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
             finally:
                 os._exit(code & 0xFF)
-        _, wait_status = os.waitpid(child, 0)
+        _, wait_status, usage = os.wait4(child, 0)
         code = os.waitstatus_to_exitcode(wait_status)
-        report.write(f"exit {128 - code if code < 0 else code}\n")  # a signal: 128 + its number, as shells say
+        # a signal: 128 + its number, as shells say; and the CPU seconds the program used
+        report.write(f"exit {128 - code if code < 0 else code} cpu {usage.ru_utime + usage.ru_stime:.3f}\n")
     except BaseException as exc:  # noqa: BLE001 - the setup failed before the program ran
         report.write(f"setup {type(exc).__name__}: {exc}".replace("\n", " ") + "\n")
     report.flush()
