@@ -70,7 +70,7 @@ _SETUP_FAILED = 125
 # How a run ends at its CPU limit (exit status 128 + signal), and how far below ``cpu_s`` the CPU
 # time it reports may read then (the kernel accounts CPU time in ticks).
 _CPU_LIMIT_SIGNALS = (128 + signal.SIGXCPU, 128 + signal.SIGKILL)
-CPU_SLACK_S = 0.05
+_CPU_SLACK_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -230,7 +230,7 @@ def _run(workdir: Path, mode: str, stdin: str, limits: Limits) -> Execution:
     elif code is None or code == _SETUP_FAILED:
         status, code = "setup_error", None
         err = err or report.encode()
-    elif code in _CPU_LIMIT_SIGNALS and cpu_used >= limits.cpu_s - CPU_SLACK_S:
+    elif code in _CPU_LIMIT_SIGNALS and cpu_used >= limits.cpu_s - _CPU_SLACK_S:
         status, code = "timeout", None  # out of CPU time: a time limit, like the wall clock's
     else:
         status = "ok" if code == 0 else "error"

@@ -7,6 +7,8 @@ import torch
 from precision import DEVICE, DTYPE, LOW_PRECISION  # noqa: F401 - the backend tests import them from here
 from tinker import types
 
+from cookbook.backend.local import memory
+
 
 def make_datum(tokens: list[int], **extra) -> types.Datum:
     """Next-token datum over a token sequence: input = seq[:-1], target = seq[1:]."""
@@ -30,6 +32,10 @@ def randomize_adapter(client, seed: int = 0, scale: float = 0.05) -> None:
 def adapter_tensors(client) -> dict[str, torch.Tensor]:
     return client.adapter.state_dict()
 
+
+def free_for(cost: memory.ActivationCost, tokens: int, per_token: int) -> int:
+    """Free memory at which a micro-batch holds ``tokens`` tokens of ``per_token`` bytes each."""
+    return int((cost.reserve + tokens * per_token + per_token // 2) / memory.HEADROOM) + 1
 
 
 # In a low-precision dtype no fixed tolerance is right for every quantity, so a comparison with the

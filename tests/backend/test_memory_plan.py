@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 import transformers
-from backend_helpers import DEVICE, DTYPE, assert_close, make_datum, randomize_adapter
+from backend_helpers import DEVICE, DTYPE, assert_close, free_for, make_datum, randomize_adapter
 from tinker import types
 
 from cookbook.backend.local import Engine, errors, lora, memory
@@ -61,11 +61,6 @@ def _data():
     return [make_datum([(7 * i + j) % 250 + 1 for j in range(n + 1)]) for i, n in enumerate(LENGTHS)]
 
 
-def _free_for(cost: memory.ActivationCost, tokens: int, per_token: int) -> int:
-    """Free memory at which a micro-batch holds ``tokens`` tokens of ``per_token`` bytes each."""
-    return int((cost.reserve + tokens * per_token + per_token // 2) / memory.HEADROOM) + 1
-
-
 def _pass(client, monkeypatch, free: int | None):
     # micro-batches split only for memory here (splitting to save padding: test_split_minimises_padding_plus_overhead)
     monkeypatch.setenv("COOKBOOK_MICRO_BATCH_OVERHEAD", str(10**9))
@@ -92,7 +87,7 @@ def test_little_free_memory_splits_the_batch_and_checkpoints_long_sequences(serv
     assert len(calls) == 1 and not calls[0][2]  # plenty of memory: one micro-batch, nothing recomputed
 
     cost = tc.base.activation_cost()
-    free = _free_for(cost, 40, cost.per_token)
+    free = free_for(cost, 40, cost.per_token)
     budget = memory.Budget.of(cost, free, 16384, False)
     assert budget.tokens == 40 and budget.tokens_checkpointed > 2 * max(LENGTHS)
     small_loss, small_grads, small_calls = _pass(tc, monkeypatch, free)
@@ -114,7 +109,7 @@ def test_little_free_memory_splits_the_batch_and_checkpoints_long_sequences(serv
 def test_a_sequence_that_cannot_fit_is_rejected_before_anything_changes(service, monkeypatch):
     tc = service.create_lora_training_client("tiny", rank=8, seed=6)
     cost = tc.base.activation_cost()
-    room = _free_for(cost, 50, cost.per_token_checkpointed)
+    room = free_for(cost, 50, cost.per_token_checkpointed)
     monkeypatch.setattr(memory, "free_memory", lambda device: room)
     before = tc.adapter.state_dict()
     with pytest.raises(errors.OutOfMemoryError, match=r"data\[3\] has 60 tokens.*at most 50 tokens fit"):

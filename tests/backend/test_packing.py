@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from backend_helpers import LOW_PRECISION, make_datum, randomize_adapter
+from backend_helpers import LOW_PRECISION, free_for, make_datum, randomize_adapter
 from tinker import types
 
 from cookbook.backend.local import errors, memory
@@ -197,7 +197,7 @@ def test_packed_rows_keep_to_the_memory_plan(client, monkeypatch):
     data = _docs(seed=4, n=12)
     unpacked, unpacked_grads = _pass(client, data)
     cost = client.base.activation_cost()
-    free = int((cost.reserve + 60 * cost.per_token + cost.per_token // 2) / memory.HEADROOM) + 1
+    free = free_for(cost, 60, cost.per_token)
     assert memory.Budget.of(cost, free, 16384, False).tokens == 60
     monkeypatch.setattr(memory, "free_memory", lambda device: free)
     batches: list[list[tuple[int, int]]] = []

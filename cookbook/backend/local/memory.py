@@ -168,11 +168,13 @@ def group(lengths: Sequence[int], token_budget: int, overhead: int,
     plain = [i for i, f in enumerate(flags) if not f]
     out = [[plain[j] for j in b] for b in micro_batches([lengths[i] for i in plain], token_budget, overhead)]
     run: list[int] = []
+    filled = 0  # the run's tokens
     for i in (i for i, f in enumerate(flags) if f):
-        if run and sum(lengths[j] for j in run) + lengths[i] > token_budget:
+        if run and filled + lengths[i] > token_budget:
             out.append(run)
-            run = []
+            run, filled = [], 0
         run.append(i)
+        filled += lengths[i]
     return out + ([run] if run else [])
 
 
