@@ -203,7 +203,18 @@ def _loops(ctx: Context, limit: float) -> dict:
         out["distill/on_policy"] = {"ok": False, "error": "the SFT run left no checkpoints"}
     out["sdk/serve-tinker"] = ctx.run("sdk", [PY, "-m", "bench.gpu_sdk_flow", "--device", ctx.device], left())
     out["sdk/serve-tinker"]["ok"] = out["sdk/serve-tinker"]["rc"] == 0
+    out["packing"] = _packing(ctx, left())
     return {"ok": all(v.get("ok") for v in out.values()), "loops": out}
+
+
+def _packing(ctx: Context, limit: float) -> dict:
+    """``bench.packing`` on mixed lengths: packed rows (run as their documents) against the unpacked
+    batch on this device, where each pass's launch overhead weighs more than on a CPU."""
+    out = ctx.work / "packing.json"
+    sizes = ["--batch", "16", "--steps", "2", "--warmup", "1"] if ctx.dry_run else ["--steps", "8"]
+    run = ctx.run("packing", [PY, "-m", "bench.packing", "--data", "mixed", "--json", str(out), *sizes], limit)
+    result = json.loads(out.read_text()) if out.exists() else None
+    return {"ok": run["rc"] == 0 and result is not None, "result": result, "run": run}
 
 
 def _bench(ctx: Context, limit: float) -> dict:
@@ -277,7 +288,7 @@ STAGES = [
     Stage("tests-bf16", _tests("bfloat16"), 80, 300),
     Stage("probes", _probes, 90, 300),
     Stage("quickstart", _quickstart, 60, 300),  # H200: 40 s to 100%, 46 s with start-up
-    Stage("loops", _loops, 120, 900),
+    Stage("loops", _loops, 130, 900),
     Stage("bench", _bench, 360, 600),
 ]
 
@@ -373,6 +384,9 @@ def summary_md(meta: dict, results: dict) -> str:
         for name, res in loops.items():
             run = res.get("run", res)
             lines.append(f"- {name}: {'ok' if res.get('ok') else 'FAILED'} ({run.get('seconds', '-')} s)")
+        for side, r in (((loops.get("packing") or {}).get("result") or {}).get("sides") or {}).items():
+            lines.append(f"  - {side}: {r['rows_per_step']} rows/step, {_fmt(r['tokens_per_s'])} tok/s, "
+                         f"{r['ratio_to_unpacked']:.2f}x unpacked")
     speed = speed_rows(results.get("bench") or {}, meta["device_name"])
     if speed:
         lines += ["", "## Speed", "", "| model | figure | ours | beside it | target | met | note |",

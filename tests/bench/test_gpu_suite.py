@@ -46,7 +46,8 @@ def test_dry_run_passes_every_stage_and_writes_its_results(dry_run):
     probes = json.loads((out / "probes.json").read_text())["probes"]
     assert set(probes) == set(gpu_suite_probe_names()) and all(p["ok"] for p in probes.values())
     loops = json.loads((out / "loops.json").read_text())["loops"]
-    assert set(loops) == {"sft", "rl/addition", "dpo/addition", "distill/on_policy", "sdk/serve-tinker"}
+    assert set(loops) == {"sft", "rl/addition", "dpo/addition", "distill/on_policy", "sdk/serve-tinker", "packing"}
+    assert set(loops["packing"]["result"]["sides"]) == {"unpacked", "packed 256", "packed 1024"}
     summary = (out / "summary.md").read_text()
     assert all(f"| {s} | ok |" in summary for s in stages)
     assert "decode b=1 tok/s" in summary and "static vs eager b=1" in summary
