@@ -99,9 +99,10 @@ def test_a_killed_pytest_still_reports_each_test_it_ran():
               "tests/backend/test_b.py::test_three SKIPPED (needs CUDA) [ 30%]\n"
               "tests/backend/test_b.py::test_four ERROR [ 40%]\n"
               "tests/backend/test_b.py::test_five XFAIL [ 50%]\n"
+              "tests/supervised/test_c.py::test_six[config.json cut off-finished] PASSED [ 60%]\n"
               "some other line mentioning PASSED\n")
     counts = gpu_suite._verbose_counts(output)
-    assert counts["passed"] == 1 and counts["skipped"] == 2
+    assert counts["passed"] == 2 and counts["skipped"] == 2
     assert [f["test"] for f in counts["failed"]] == ["tests/backend/test_a.py::test_two[x-1]",
                                                      "tests/backend/test_b.py::test_four"]
 
