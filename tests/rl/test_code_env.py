@@ -52,7 +52,7 @@ def test_code_env_rewards_passing_code_and_grades_episodes_concurrently(mbpp_fil
     problem = bench.examples()[0]
     right = reply_tokens(renderer, "```python\ndef add(a, b):\n    return a + b\n```")
     wrong = reply_tokens(renderer, "```python\ndef add(a, b):\n    return a * b\n```")
-    slow = reply_tokens(renderer, "```python\nimport time\ntime.sleep(1.0)\ndef add(a, b):\n    return a + b\n```")
+    slow = reply_tokens(renderer, "```python\nimport time\ntime.sleep(3.0)\ndef add(a, b):\n    return a + b\n```")
     envs = TaskGroupBuilder(bench, problem, renderer, group_size=4, grade_in_thread=True).make_envs()
     assert all(isinstance(env, ThreadedTaskEnv) for env in envs)
 
@@ -64,7 +64,9 @@ def test_code_env_rewards_passing_code_and_grades_episodes_concurrently(mbpp_fil
     results = asyncio.run(episodes())
     assert [r.reward for r in results] == [1.0, 0.0, 1.0, 1.0]
     assert all(r.done for r in results)
-    assert time.monotonic() - started < 1.9  # the two one-second programs ran side by side
+    # in turn the two 3-second programs would take 6 s; side by side 3 s plus start-up, which a busy
+    # machine may stretch by seconds
+    assert time.monotonic() - started < 5.5
 
 
 def test_code_recipe_runs_two_steps_on_tiny(tmp_path, mbpp_file, monkeypatch):
