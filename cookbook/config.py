@@ -36,8 +36,9 @@ from cookbook.primitives import ServiceClient
 from cookbook.run_dir import IfExists
 
 # Numeric options and the values they take, checked when a config is made (so on the command line,
-# before a run directory is written or a model loaded), in every config that has the option:
-# name -> (lowest, highest, is the lowest excluded). None: no bound.
+# before a run directory is written or a model loaded), in every config that has the option, nested
+# sections included (``data.max_length``): name -> (lowest, highest, is the lowest excluded). None: no
+# bound. Any float option that is NaN is refused too, named or not.
 RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     # the run and the optimizer
     "lora_rank": (1, None, False), "max_steps": (1, None, False), "eval_every": (0, None, False),
@@ -48,26 +49,54 @@ RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "batch_size": (1, None, False), "max_tokens_per_batch": (1, None, False), "num_epochs": (1, None, False),
     "max_length": (1, None, False), "max_examples": (1, None, False), "n_train": (1, None, False),
     "n_test": (1, None, False), "digits": (1, None, False), "n_eval": (0, None, False),
+    "test_size": (0, None, False), "pack_length": (0, None, False), "max_problems": (1, None, False),
+    "n_show": (0, None, False),
+    # evaluation (``evals.*``)
+    "n": (1, None, False), "limit": (1, None, False),
     # preference
-    "beta": (0, None, True), "sft_weight": (0, None, False),
+    "beta": (0, None, True), "sft_weight": (0, None, False), "simpo_gamma": (0, None, False),
+    "desirable_weight": (0, None, False), "undesirable_weight": (0, None, False), "max_rounds": (1, None, False),
+    "min_error": (1, None, False), "max_error": (1, None, False), "sft_steps": (0, None, False),
     # RL and distillation
     "groups_per_batch": (1, None, False), "group_size": (1, None, False), "max_tokens": (1, None, False),
     "temperature": (0, None, False), "max_turns": (1, None, False), "max_episode_tokens": (1, None, False),
     "num_substeps": (1, None, False), "kl_penalty_coef": (0, None, False), "log_groups": (0, None, False),
     "max_staleness": (0, None, False), "kl_samples": (1, None, False),
+    "clip_low_threshold": (0, None, False), "clip_high_threshold": (0, None, False), "dro_beta": (0, None, False),
+    "stable_reinforce_kl_coeff": (0, None, False), "dynamic_sampling_rounds": (0, None, False),
+    "overlong_buffer": (0, 1, False), "overlong_penalty": (0, None, False), "reward_coef": (0, None, False),
+    "env_step_timeout": (0, None, True), "rollout_timeout": (0, None, True),
+    "topk": (1, None, False), "distill_temperature": (0, None, True),
+    # the recipes' own stages (rl/rlhf, rl/guess_number, rl/tool_use, distill/prompt_distillation)
+    "sft_batch_size": (1, None, False), "sft_learning_rate": (0, None, False), "rm_batch_size": (1, None, False),
+    "rm_comparisons": (1, None, False), "rm_learning_rate": (0, None, False), "rm_max_steps": (1, None, False),
+    "rm_min_error": (1, None, False), "rm_max_error": (1, None, False), "rm_policy_samples": (1, None, False),
+    "warmup_learning_rate": (0, None, False), "warmup_steps_sft": (0, None, False), "high": (1, None, False),
+    "max_guesses": (1, None, False), "turn_discount": (0, 1, False), "samples_per_query": (1, None, False),
+    "teacher_batch_size": (1, None, False), "teacher_learning_rate": (0, None, False),
+    "teacher_steps": (1, None, False),
 }
 
 
-def check_ranges(config: object) -> None:
-    """:class:`ConfigError` naming the option and what it takes, for a value outside ``RANGES``."""
-    for name, (low, high, open_low) in RANGES.items():
-        value = getattr(config, name, None)
+def check_ranges(config: object, prefix: str = "") -> None:
+    """:class:`ConfigError` naming the option (``data.max_length`` in a section) and what it takes, for a
+    value outside ``RANGES`` or a NaN."""
+    for name in chz.chz_fields(config):
+        value = getattr(config, name)
+        if chz.is_chz(value):
+            check_ranges(value, f"{prefix}{name}.")
+            continue
         if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
+        if value != value:
+            raise ConfigError(f"{prefix}{name} must be a number, got nan")
+        if name not in RANGES:
+            continue
+        low, high, open_low = RANGES[name]
         too_low = low is not None and (value <= low if open_low else value < low)
-        if too_low or (high is not None and value > high) or value != value:  # NaN
+        if too_low or (high is not None and value > high):
             wanted = (f"> {low:g}" if open_low else f">= {low:g}") if high is None else f"in [{low:g}, {high:g}]"
-            raise ConfigError(f"{name} must be {wanted}, got {value!r}")
+            raise ConfigError(f"{prefix}{name} must be {wanted}, got {value!r}")
 
 
 def check_log_path(log_path: str) -> None:

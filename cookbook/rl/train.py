@@ -55,7 +55,6 @@ import numpy as np
 from cookbook import seeds
 from cookbook.completers import sampling_client
 from cookbook.config import LoopConfig
-from cookbook.errors import ConfigError
 from cookbook.hooks import Hook, SamplingHookFn
 from cookbook.lr_schedules import ScheduleName
 from cookbook.primitives import SamplingClient, ServiceClient, TrainingClient, ready
@@ -82,12 +81,6 @@ LossName = Literal["importance_sampling", "ppo", "cispo", "dro", "gspo", "stable
 LOSSES: tuple[str, ...] = get_args(LossName)
 
 
-def _fraction(config: Any, attr: str) -> None:
-    """chz validator: the option is a fraction in [0, 1]."""
-    if not 0 <= getattr(config, attr) <= 1:
-        raise ConfigError(f"{attr} must be a fraction in [0, 1], got {getattr(config, attr)}")
-
-
 @chz.chz
 class RLConfig(LoopConfig):
     """Everything the RL loop needs besides the dataset (shared settings: ``cookbook.config.LoopConfig``)."""
@@ -108,7 +101,7 @@ class RLConfig(LoopConfig):
     loss_normalization: LossNormalization = "sum"  # sum over tokens, token_mean over the batch, sequence_mean
     remove_constant_reward_groups: bool = True
     dynamic_sampling_rounds: int = 0  # DAPO: up to this many more rounds of groups until the batch is all mixed
-    overlong_buffer: float = chz.field(default=0.0, validator=_fraction)  # DAPO: replies in this last fraction ...
+    overlong_buffer: float = 0.0  # DAPO: replies in this last fraction ...
     overlong_penalty: float = 1.0  # ... of max_tokens are penalised by up to this much reward (0: off)
     env_step_timeout: float | None = None  # seconds an env call may take; past it its group fails (on_rollout_error)
     rollout_timeout: float | None = None  # seconds a group's rollout may take

@@ -30,12 +30,6 @@ from cookbook.supervised.data import EpochBatches
 from cookbook.supervised.packing import LossNormalization, normalize_weights, pack_data
 
 
-def _non_negative(config: Any, attr: str) -> None:
-    """chz field validator: the option is None or >= 0."""
-    if getattr(config, attr) is not None and getattr(config, attr) < 0:
-        raise ConfigError(f"{attr} must be >= 0, got {getattr(config, attr)}")
-
-
 @chz.chz
 class TrainConfig(LoopConfig):
     """Everything the loop needs that is not data (shared settings: ``cookbook.config.LoopConfig``)."""
@@ -49,7 +43,7 @@ class TrainConfig(LoopConfig):
     loss_normalization: LossNormalization | None = None
     # > 0: pack each step's conversations into rows of at most this many tokens, with per-document
     # attention (positions restart, no token attends across conversations); None or 0: one row each
-    pack_length: int | None = chz.field(default=None, validator=_non_negative)
+    pack_length: int | None = None
     log_path: str = "runs/sft"
 
     @chz.validate
