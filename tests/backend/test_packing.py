@@ -10,7 +10,8 @@ from backend_helpers import LOW_PRECISION, free_for, make_datum, randomize_adapt
 from tinker import types
 
 from cookbook.backend.local import errors, memory
-from cookbook.backend.local.model import document_pieces, piece_passes
+from cookbook.backend.local.memory import piece_passes
+from cookbook.backend.local.model import document_pieces
 from cookbook.supervised.packing import normalize_weights, pack_data
 
 # fp32: a packed row's documents run in other passes than the unpacked datums (other widths and

@@ -163,7 +163,7 @@ def group(lengths: Sequence[int], token_budget: int, overhead: int,
     """Micro-batches of the sequences ``lengths``: plain ones by :func:`micro_batches`; packed ones (rows
     of several documents, which run as their documents, so a row's own length pads nothing) in runs
     whose tokens together fit the budget (a row over the budget alone), the documents' passes being
-    planned when the micro-batch runs (``model.piece_passes``)."""
+    planned when the micro-batch runs (:func:`piece_passes`)."""
     flags = packed if packed is not None else [False] * len(lengths)
     plain = [i for i, f in enumerate(flags) if not f]
     out = [[plain[j] for j in b] for b in micro_batches([lengths[i] for i in plain], token_budget, overhead)]
@@ -176,6 +176,18 @@ def group(lengths: Sequence[int], token_budget: int, overhead: int,
         run.append(i)
         filled += lengths[i]
     return out + ([run] if run else [])
+
+
+def piece_passes(lengths: Sequence[int], token_budget: int, overhead: int) -> list[list[int]]:
+    """Forward passes over a micro-batch's documents: length-sorted runs (:func:`micro_batches`) whose
+    padded tokens together stay within ``token_budget``, since every pass's activations are kept until
+    the micro-batch's backward. When the cheapest split pads past it, a smaller per-pass overhead is
+    weighed (more, tighter passes); at overhead 0 the passes pad nothing beyond equal lengths."""
+    for weight in (overhead, overhead // 4, overhead // 16, 0):
+        passes = micro_batches(lengths, token_budget, weight)
+        if sum(len(p) * max(lengths[i] for i in p) for p in passes) <= token_budget:
+            break
+    return passes
 
 
 def micro_batches(lengths: Sequence[int], token_budget: int, overhead: int) -> list[list[int]]:

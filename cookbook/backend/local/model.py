@@ -224,7 +224,7 @@ class BaseModel:
             passes = [list(range(len(pieces)))]
         else:
             budget = max(token_budget, len(inputs) * max(len(s) for s in inputs))
-            passes = piece_passes([len(s) for s in sequences], budget, memory.overhead_tokens(self.device))
+            passes = memory.piece_passes([len(s) for s in sequences], budget, memory.overhead_tokens(self.device))
         logprobs: list[torch.Tensor] = [torch.empty(0)] * len(pieces)
         for group in passes:
             hidden, lengths = self.hidden_states([sequences[i] for i in group])
@@ -260,18 +260,6 @@ def document_pieces(lengths: Sequence[int], documents: Sequence[torch.Tensor | N
         starts = [0] + (torch.nonzero(ids[1:] != ids[:-1]).flatten() + 1).tolist()
         pieces += [(d, s, e) for s, e in zip(starts, starts[1:] + [n])]
     return pieces
-
-
-def piece_passes(lengths: Sequence[int], token_budget: int, overhead: int) -> list[list[int]]:
-    """Forward passes over a micro-batch's documents: length-sorted runs (``memory.micro_batches``) whose
-    padded tokens together stay within ``token_budget``, since every pass's activations are kept until
-    the micro-batch's backward. When the cheapest split pads past it, a smaller per-pass overhead is
-    weighed (more, tighter passes); at overhead 0 the passes pad nothing beyond equal lengths."""
-    for weight in (overhead, overhead // 4, overhead // 16, 0):
-        passes = memory.micro_batches(lengths, token_budget, weight)
-        if sum(len(p) * max(lengths[i] for i in p) for p in passes) <= token_budget:
-            break
-    return passes
 
 
 def _hf_key(key: str, renames: dict[str, str]) -> str:
