@@ -83,6 +83,11 @@ class Context:
                 **({"output": output} if keep_output else {})}
 
 
+def _load(path: Path) -> dict | None:
+    """The JSON a stage's command wrote, or None when it wrote none (it failed or ran out of time)."""
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 # --- stages ------------------------------------------------------------------------------------
 
 def _junit(path: Path) -> dict:
@@ -154,7 +159,7 @@ def _recipe(ctx: Context, name: str, args: list[str], limit: float) -> dict:
         cmd = [PY, "-m", "recipes", "quickstart", f"log_path={log_path}", *args]
     run = ctx.run(name, cmd, limit)
     summary = log_path / "summary.json"
-    return {"ok": run["rc"] == 0, "summary": json.loads(summary.read_text()) if summary.exists() else None,
+    return {"ok": run["rc"] == 0, "summary": _load(summary),
             "log_path": str(log_path), "run": run}
 
 
@@ -214,7 +219,7 @@ def _packing(ctx: Context, limit: float) -> dict:
     out = ctx.work / "packing.json"
     sizes = ["--batch", "16", "--steps", "2", "--warmup", "1"] if ctx.dry_run else ["--steps", "8"]
     run = ctx.run("packing", [PY, "-m", "bench.packing", "--data", "mixed", "--json", str(out), *sizes], limit)
-    result = json.loads(out.read_text()) if out.exists() else None
+    result = _load(out)
     return {"ok": run["rc"] == 0 and result is not None, "result": result, "run": run}
 
 
@@ -250,7 +255,7 @@ def _bench(ctx: Context, limit: float) -> dict:
                 meta = meta or result.get("meta")
                 rows += result.get("rows", [])
         out[model] = {"runs": runs, "results": {"meta": meta, "rows": rows} if meta else None,
-                      "static": json.loads(static_json.read_text()) if static_json.exists() else None}
+                      "static": _load(static_json)}
     ok = all(v["results"] is not None and v["static"] is not None and all(r["rc"] == 0 for r in v["runs"].values())
              for v in out.values())
     compiled = _compile(ctx, stop - time.monotonic())
@@ -272,7 +277,7 @@ def _compile(ctx: Context, limit: float) -> dict:
     model = "tiny" if ctx.dry_run else "qwen3-0.6b"
     out = ctx.work / f"compile-{model}.json"
     run = ctx.run(f"static_decode --compile {model}", _static_decode_cmd(ctx, model, out, "--compile"), limit)
-    result = json.loads(out.read_text()) if out.exists() else None
+    result = _load(out)
     return {"ok": run["rc"] == 0 and result is not None, "model": model, "static": result, "run": run}
 
 
